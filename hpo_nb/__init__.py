@@ -1,0 +1,61 @@
+"""hpo_nb: Jupyter-native hyperparameter optimization with Optuna on dask.
+
+In a notebook::
+
+    %load_ext hpo_nb
+
+    %%hpo_objective quadratic
+    x = trial.suggest_float("x", -10, 10)
+    (x - 2) ** 2
+
+    %hpo_run quadratic --n-trials 50
+
+From Python::
+
+    import hpo_nb
+    r = hpo_nb.run(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=20, wait=True)
+    r.best_params
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._cluster import close_all as close_clusters
+from ._errors import HpoError
+from ._objective import Objective, objective_from_cell
+from ._progress import Progress, RunState
+from ._run import Run, active_runs, run, stop_all
+from ._settings import Settings, settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HpoError",
+    "Objective",
+    "Progress",
+    "Run",
+    "RunState",
+    "Settings",
+    "active_runs",
+    "close_clusters",
+    "load_ipython_extension",
+    "objective_from_cell",
+    "run",
+    "settings",
+    "stop_all",
+    "unload_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext hpo_nb``: register the magics."""
+    from ._magics import HpoMagics
+
+    ipython.register_magics(HpoMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext hpo_nb``: stop running studies and close the clusters hpo_nb started."""
+    stop_all()
+    close_clusters()

@@ -1,0 +1,21 @@
+"""Find the widget front-end files: the checkout's ``widgets/`` (hot reload) or the packaged copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["asset"]
+
+_PACKAGE = Path(__file__).resolve().parent
+_CHECKOUT = _PACKAGE.parent
+
+
+def asset(name: str) -> Path:
+    """Path of ``widgets/<name>``; raises ``FileNotFoundError`` if it is in neither place."""
+    for folder in (_CHECKOUT / "widgets", _PACKAGE / "_static"):
+        if folder.parent == _CHECKOUT and not (_CHECKOUT / "pyproject.toml").is_file():
+            continue  # an installed package: a stray top-level widgets/ is not ours
+        path = folder / name
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"hpo_nb widget file {name!r} is missing: reinstall hpo_nb")

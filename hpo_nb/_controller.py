@@ -1,0 +1,488 @@
+"""The trial loop: keeps dask workers supplied with trial tasks and records what they send.
+
+The controller runs in one thread of the kernel process and is the only writer to the study's
+storage while a run lasts. Workers never open the storage; they talk to the controller through
+:mod:`hpo_nb._channel`. Each dask task asks for its trial when it starts, so a worker that
+becomes free finds its next task already queued and the sampler sees all results so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+import optuna
+import sqlalchemy.exc
+from distributed import Client, Future
+from optuna.distributions import json_to_distribution
+from optuna.trial import TrialState
+
+from ._channel import ControllerChannel, new_topic
+from ._errors import HpoError
+from ._mirror import Mirror, MirroredTrial
+from ._progress import Progress, RunState, check_transition
+from ._settings import Settings
+from ._worker import PickledObjective, TrialTicket, run_slot
+
+__all__ = ["FAIL_REASON_KEY", "TRACEBACK_KEY", "Controller"]
+
+FAIL_REASON_KEY = "hpo_nb:fail_reason"
+TRACEBACK_KEY = "hpo_nb:traceback"
+_FINISH_GRACE = 5.0  # seconds to wait for a finished task's earlier messages
+_CAPACITY_REFRESH = 2.0
+
+
+@dataclasses.dataclass
+class _Task:
+    """A submitted dask task; it holds a trial once it has started and asked for one."""
+
+    future: Future
+    trial: MirroredTrial | None = None
+    next_seq: dict[str, int] = dataclasses.field(default_factory=dict)
+    parked: dict[str, dict[int, dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    waiting_since: float | None = None
+
+
+class Controller:
+    """Runs one study until its target, a time limit or a stop; see :class:`hpo_nb.Run`."""
+
+    def __init__(
+        self,
+        *,
+        study: optuna.Study,
+        mirror: Mirror,
+        objective: PickledObjective,
+        target: int,
+        connect: Callable[[], Client],
+        timeout: float | None,
+        config: Settings,
+    ) -> None:
+        self.study = study
+        self._mirror = mirror
+        self._objective = objective
+        self._connect = connect
+        self._timeout = timeout
+        self._config = config
+        self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._tasks: dict[str, _Task] = {}
+        self._observers: list[Callable[[Progress], None]] = []
+        self._stop_reason: str | None = None
+        self._deadline: float | None = None
+        self._client: Client | None = None
+        self._channel: ControllerChannel | None = None
+        self._objective_future: Future | None = None
+        self._capacity = (0, 0.0)
+        self._last_heartbeat = 0.0
+        self._last_publish = 0.0
+        self._dirty = False
+        self.done = threading.Event()
+        directions = tuple(d.name.lower() for d in study.directions)
+        self.progress = Progress(study=study.study_name, target=target, directions=directions)
+
+    # -- commands (any thread) ----------------------------------------------------------------
+    def stop(self, *, graceful: bool = False, reason: str = "stopped by user") -> None:
+        """Ask the loop to stop; without ``graceful`` running trials are cancelled (FAIL)."""
+        self._inbox.put(("stop", graceful, reason))
+
+    def subscribe(self, observer: Callable[[Progress], None]) -> None:
+        """Call ``observer(progress)`` on every (throttled) update, starting with the current one."""
+        self._observers = [*self._observers, observer]
+        observer(self.progress)
+
+    # -- the loop (its own thread) ------------------------------------------------------------
+    def prepare(self) -> None:
+        """Count the study's trials so far (in the caller's thread, before the loop starts)."""
+        trials = self._mirror.study.get_trials(deepcopy=False)
+        counts = dict.fromkeys(TrialState, 0)
+        for t in trials:
+            counts[t.state] += 1
+        self._update(
+            complete=counts[TrialState.COMPLETE],
+            pruned=counts[TrialState.PRUNED],
+            failed=counts[TrialState.FAIL],
+            **self._best_of(trials),
+        )
+        finished = self.progress.finished
+        self._update(finished_before=finished)
+        if finished >= self.progress.target:
+            self._update(
+                reason=f"the study already has {finished} finished trials "
+                f"(target {self.progress.target})"
+            )
+
+    def run(self) -> None:
+        try:
+            self._start()
+            self._step(0.0)  # a stop sent while starting is seen before any task is submitted
+            while True:
+                self._fill()
+                if not self._tasks and self._no_more_trials():
+                    break
+                self._step(self._wait_time())
+            self._end(RunState.STOPPED if self._stop_reason else RunState.FINISHED)
+        except BaseException as e:  # the run must end in a stated state
+            self._end(RunState.FAILED, _one_line(e))
+        finally:
+            self.done.set()
+
+    def _start(self) -> None:
+        if self._timeout is not None:
+            self._deadline = time.monotonic() + self._timeout
+        if self.progress.finished >= self.progress.target:
+            return
+        self._update(note="connecting to the dask cluster")
+        self._publish(force=True)
+        self._client = self._connect()
+        self._channel = ControllerChannel(
+            self._client, new_topic(), lambda message: self._inbox.put(("message", message))
+        )
+        self._objective_future = self._client.scatter(self._objective, broadcast=True, hash=False)
+        self._set_state(RunState.RUNNING, note="")
+        self._publish(force=True)
+
+    def _step(self, wait: float) -> None:
+        try:
+            item = self._inbox.get(timeout=wait) if wait > 0 else self._inbox.get_nowait()
+        except queue.Empty:
+            item = None
+        while item is not None:
+            self._dispatch(item)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                item = None
+        self._housekeeping()
+
+    def _dispatch(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == "message":
+            self._on_message(item[1])
+        elif kind == "done":
+            self._on_future_done(item[1])
+        elif kind == "stop":
+            self._on_stop(graceful=item[1], reason=item[2])
+
+    # -- supplying tasks ----------------------------------------------------------------------
+    def _running(self) -> int:
+        return sum(1 for task in self._tasks.values() if task.trial is not None)
+
+    def _no_more_trials(self) -> bool:
+        """True when no new trial may start; records why."""
+        p = self.progress
+        if self._stop_reason is not None:
+            return True
+        if p.finished >= p.target:
+            if not p.reason:
+                self._update(reason=f"reached {p.target} finished trials")
+            return True
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            if not p.reason:
+                self._update(reason=f"time limit of {self._timeout:g} s reached")
+            return True
+        return False
+
+    def _fill(self) -> None:
+        """Keep every worker thread busy plus one queued task each, within the budget."""
+        if self._client is None or self._no_more_trials():
+            return
+        budget = self.progress.target - self.progress.finished
+        wanted = min(2 * self._slots(), budget) - len(self._tasks)
+        for _ in range(max(0, wanted)):
+            self._submit()
+
+    def _slots(self) -> int:
+        slots, checked = self._capacity
+        now = time.monotonic()
+        if now - checked > _CAPACITY_REFRESH:
+            assert self._client is not None
+            slots = sum(self._client.nthreads().values())
+            self._capacity = (slots, now)
+        return slots
+
+    def _submit(self) -> None:
+        assert self._client is not None and self._channel is not None
+        key = f"hpo-{self.progress.study}-{uuid.uuid4().hex[:12]}"
+        future = self._client.submit(
+            run_slot,
+            self._objective_future,
+            self._channel.topic,
+            self._config.reply_timeout,
+            key=key,
+            pure=False,
+            retries=0,
+        )
+        self._tasks[key] = _Task(future=future)
+        future.add_done_callback(lambda f: self._inbox.put(("done", f)))
+
+    def _start_trial(self, task: _Task, message: dict[str, Any]) -> None:
+        """A task started: give it a trial, or tell it there is none."""
+        p = self.progress
+        if self._no_more_trials() or p.finished + self._running() >= p.target:
+            self._reply(message, {"none": True})
+            return
+        t = task.trial = self._mirror.ask()
+        relative = {k: v for k, v in t.trial.relative_params.items() if k not in t.fixed_params}
+        ticket = TrialTicket(
+            number=t.number,
+            n_objectives=len(p.directions),
+            datetime_start=t.trial.datetime_start,
+            fixed_params=t.fixed_params,
+            relative_params=relative,
+            relative_space=dict(t.trial.relative_search_space or {}),
+        )
+        self._reply(message, {"ticket": cloudpickle.dumps(ticket)})
+        self._update(running=self._running())
+
+    # -- messages from tasks ------------------------------------------------------------------
+    def _on_message(self, message: dict[str, Any]) -> None:
+        task = self._tasks.get(message["key"])
+        if task is None:
+            if "reply_to" in message:  # a task this run gave up: tell it to stop
+                self._reply(message, {"cancel": "the run no longer wants this trial"})
+            return
+        attempt, seq = message["attempt"], message["seq"]
+        expected = task.next_seq.get(attempt, 1)
+        if seq < expected:
+            return  # a duplicate (the finish message arrives twice)
+        if seq > expected:
+            task.parked.setdefault(attempt, {})[seq] = message
+            if message["op"] == "finish" and task.waiting_since is None:
+                task.waiting_since = time.monotonic()
+            return
+        self._process(task, message)
+        parked = task.parked.get(attempt, {})
+        while message["key"] in self._tasks and task.next_seq[attempt] in parked:
+            self._process(task, parked.pop(task.next_seq[attempt]))
+
+    def _process(self, task: _Task, message: dict[str, Any]) -> None:
+        task.next_seq[message["attempt"]] = message["seq"] + 1
+        op = message["op"]
+        if op == "start":
+            self._start_trial(task, message)
+            return
+        t, mirror = task.trial, self._mirror
+        if t is None:  # an idle task (no trial was left for it) finished
+            if op == "finish":
+                self._drop(message["key"])
+            return
+        try:
+            for name, dist_json in message.get("params", ()):
+                mirror.suggest(t, name, json_to_distribution(dist_json))
+            if op == "suggest":
+                distribution = json_to_distribution(message["dist"])
+                value = mirror.suggest(t, message["name"], distribution)
+                self._reply(message, {"value": distribution.to_internal_repr(value)})
+            elif op == "should_prune":
+                self._reply(message, {"prune": mirror.should_prune(t)})
+            elif op == "report":  # the worker already dropped repeated steps
+                mirror.report(t, message["value"], message["step"])
+            elif op == "user_attr":
+                mirror.set_user_attr(t, message["name"], message["value"])
+            elif op == "constraint":
+                mirror.set_constraint(t, message["name"], message["value"])
+            elif op == "finish":
+                self._finish(message["key"], message)
+        except sqlalchemy.exc.SQLAlchemyError:
+            raise
+        except Exception as e:  # a bad request from the objective fails its trial, not the run
+            if "reply_to" in message:
+                self._reply(message, {"error": _one_line(e)})
+            elif op == "finish":
+                self._fail(message["key"], f"could not record the result: {_one_line(e)}")
+
+    def _reply(self, message: dict[str, Any], payload: dict[str, Any]) -> None:
+        assert self._channel is not None
+        self._channel.reply(message, payload)
+
+    def _on_future_done(self, future: Future) -> None:
+        task = self._tasks.get(future.key)
+        if task is None or task.future is not future:
+            return
+        if future.status == "finished":
+            self._on_message(future.result())
+        elif task.trial is None:
+            self._drop(future.key)
+        elif future.status == "error":
+            self._fail(future.key, f"worker failed: {_one_line(future.exception())}")
+        else:
+            self._fail(future.key, "cancelled by the dask scheduler")
+
+    # -- finishing trials ---------------------------------------------------------------------
+    def _finish(self, key: str, message: dict[str, Any]) -> None:
+        state = message["state"]
+        if state == "complete":
+            self._record(key, TrialState.COMPLETE, values=message["values"])
+        elif state == "pruned":
+            self._record(key, TrialState.PRUNED)
+        else:
+            reason = message.get("reason") or "the trial failed"
+            self._fail(key, reason, message.get("traceback", ""))
+
+    def _fail(self, key: str, reason: str, traceback: str = "", cancelled: bool = False) -> None:
+        attrs = {FAIL_REASON_KEY: reason}
+        if traceback:
+            attrs[TRACEBACK_KEY] = traceback
+        self._record(key, TrialState.FAIL, attrs=attrs, cancelled=cancelled)
+
+    def _record(
+        self,
+        key: str,
+        state: TrialState,
+        values: list[float] | None = None,
+        attrs: dict[str, str] | None = None,
+        cancelled: bool = False,
+    ) -> None:
+        """Store the trial's end and forget its task (a cancelled task keeps its notices)."""
+        task = self._tasks[key]
+        t = task.trial
+        assert t is not None
+        self._mirror.finish(t, state, values, attrs)
+        self._drop(key, keep_queues=cancelled)
+        p = self.progress
+        changes: dict[str, Any] = {"running": self._running()}
+        if state == TrialState.COMPLETE:
+            changes["complete"] = p.complete + 1
+            if values is not None and len(values) == 1 and self._is_better(values[0]):
+                changes.update(
+                    best_value=values[0], best_params=t.trial.params, best_number=t.number
+                )
+        elif state == TrialState.PRUNED:
+            changes["pruned"] = p.pruned + 1
+        else:
+            changes["failed"] = p.failed + 1
+            changes["last_failure"] = f"trial {t.number}: {(attrs or {}).get(FAIL_REASON_KEY)}"
+        self._update(**changes)
+
+    def _drop(self, key: str, keep_queues: bool = False) -> None:
+        task = self._tasks.pop(key)
+        if self._channel is not None and not keep_queues:
+            self._channel.forget(list(task.next_seq))
+        task.future.release()
+
+    def _is_better(self, value: float) -> bool:
+        best = self.progress.best_value
+        if best is None:
+            return True
+        return value > best if self.progress.directions[0] == "maximize" else value < best
+
+    def _best_of(self, trials: list[optuna.trial.FrozenTrial]) -> dict[str, Any]:
+        if len(self.progress.directions) != 1:
+            return {}
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        if not complete:
+            return {}
+        pick = max if self.progress.directions[0] == "maximize" else min
+        best = pick(complete, key=lambda t: t.values[0])
+        return {
+            "best_value": best.values[0],
+            "best_params": best.params,
+            "best_number": self._mirror.storage_number(best.number),
+        }
+
+    # -- stopping -----------------------------------------------------------------------------
+    def _on_stop(self, *, graceful: bool, reason: str) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = reason
+            self._update(reason=reason)
+        self._cancel(idle_only=graceful, reason=f"cancelled: {reason}")
+        if self._tasks and self.progress.state == RunState.RUNNING:
+            self._set_state(RunState.STOPPING)
+
+    def _cancel(self, *, idle_only: bool, reason: str) -> None:
+        """Cancel queued tasks (no trial yet) and, unless ``idle_only``, running trials."""
+        doomed = [
+            (key, task) for key, task in self._tasks.items()
+            if task.trial is None or not idle_only
+        ]
+        if doomed and self._client is not None:
+            self._client.cancel([task.future for _, task in doomed])
+        for key, task in doomed:
+            if task.trial is None:
+                self._drop(key)
+                continue
+            if self._channel is not None:
+                self._channel.cancel(list(task.next_seq), reason)
+            self._fail(key, reason, cancelled=True)
+
+    def _end(self, state: RunState, reason: str = "") -> None:
+        """Leave no trial RUNNING, release dask resources and publish the final state."""
+        try:
+            if self._tasks:
+                self._cancel(idle_only=False, reason=f"cancelled: {reason or 'run ended'}")
+            self._mirror.close()  # every write has reached the storage
+        except Exception as e:  # the storage failed; trials left RUNNING expire as stale
+            state, reason = RunState.FAILED, reason or _one_line(e)
+        finally:
+            if self._channel is not None:
+                self._channel.close()
+            if self._objective_future is not None:
+                with contextlib.suppress(Exception):
+                    self._objective_future.release()
+        if state == RunState.FAILED:
+            self._update(reason=reason)
+        elif self.progress.state == RunState.STARTING:
+            self._set_state(RunState.RUNNING)
+        self._set_state(state, ended_at=time.time(), note="")
+        self._publish(force=True)
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def _housekeeping(self) -> None:
+        self._mirror.check()
+        now = time.monotonic()
+        for key, task in list(self._tasks.items()):
+            if task.waiting_since is not None and now - task.waiting_since > _FINISH_GRACE:
+                for parked in task.parked.values():  # give up on lost messages
+                    for seq in sorted(parked):
+                        if key in self._tasks:
+                            self._process(task, parked.pop(seq))
+        if now - self._last_heartbeat > self._config.heartbeat_interval / 2:
+            for task in self._tasks.values():
+                if task.trial is not None:
+                    self._mirror.heartbeat(task.trial)
+            self._last_heartbeat = now
+        if self._dirty:
+            self._publish()
+
+    def _wait_time(self) -> float:
+        wait = 1.0
+        if self._dirty:
+            wait = max(0.0, self._config.widget_interval - (time.monotonic() - self._last_publish))
+        if self._deadline is not None:
+            wait = min(wait, max(0.0, self._deadline - time.monotonic()))
+        return wait
+
+    def _set_state(self, state: RunState, **changes: Any) -> None:
+        check_transition(self.progress.state, state)
+        self._update(state=state, **changes)
+
+    def _update(self, **changes: Any) -> None:
+        self.progress = dataclasses.replace(self.progress, **changes)
+        self._dirty = True
+
+    def _publish(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_publish < self._config.widget_interval:
+            return
+        self._last_publish = now
+        self._dirty = False
+        progress = self.progress
+        for observer in self._observers:
+            with contextlib.suppress(Exception):  # a broken view must not stop the study
+                observer(progress)
+
+
+def _one_line(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    if isinstance(error, HpoError):
+        return str(error)
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__

@@ -1,0 +1,217 @@
+"""The study in memory, written through to its storage.
+
+Samplers and pruners read the whole history on every ask; reading it from memory instead of the
+database is what keeps a suggestion fast. Every change is written to the storage as it happens,
+in order, by one writer thread (attributes before the state, as Optuna's own cache does), so the
+controller never waits on the database except to create a trial, and the storage soon holds the
+truth a resumed run or another kernel needs. Only the controller thread uses a mirror.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.storages import InMemoryStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["Mirror", "MirroredTrial"]
+
+
+@dataclasses.dataclass
+class MirroredTrial:
+    """A running trial: Optuna's trial in memory, and its id and number in the storage."""
+
+    trial: optuna.Trial
+    storage_id: int
+    number: int
+    fixed_params: dict[str, Any]
+
+
+class Mirror:
+    """Study ``name`` of ``storage`` loaded in memory, with ``sampler`` and ``pruner``."""
+
+    def __init__(
+        self,
+        storage: RDBStorage,
+        name: str,
+        sampler: optuna.samplers.BaseSampler,
+        pruner: optuna.pruners.BasePruner,
+    ) -> None:
+        self._rdb = storage
+        self._study_id = storage.get_study_id_from_name(name)
+        self._memory = InMemoryStorage()
+        directions = storage.get_study_directions(self._study_id)
+        with _quiet(InMemoryStorage.__module__):  # not "A new study created in memory"
+            self._memory_study_id = self._memory.create_new_study(directions, name)
+        for key, value in storage.get_study_system_attrs(self._study_id).items():
+            self._memory.set_study_system_attr(self._memory_study_id, key, value)
+        self._study_attrs = dict(storage.get_study_system_attrs(self._study_id))
+        self._waiting: dict[int, int] = {}  # memory id -> storage id of enqueued trials
+        self._numbers: dict[int, int] = {}  # memory number -> storage number
+        for t in storage.get_all_trials(self._study_id, deepcopy=False):
+            if t.state.is_finished() or t.state == TrialState.WAITING:
+                memory_id = self._memory.create_new_trial(self._memory_study_id, template_trial=t)
+                self._numbers[self._memory.get_trial_number_from_id(memory_id)] = t.number
+                if t.state == TrialState.WAITING:
+                    self._waiting[memory_id] = t._trial_id
+        self.study = optuna.load_study(
+            study_name=name, storage=self._memory, sampler=sampler, pruner=pruner
+        )
+        self._persisted_attrs: dict[int, dict[str, Any]] = {}
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo_nb-writer")
+        self._write_error: BaseException | None = None
+
+    # -- writing -----------------------------------------------------------------------------
+    def _write(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run ``fn(*args)`` on the writer thread, after every earlier write."""
+        self.check()
+        future = self._writer.submit(fn, *args)
+        future.add_done_callback(self._note_error)
+        return future
+
+    def _note_error(self, future: Future[Any]) -> None:
+        if self._write_error is None and future.exception() is not None:
+            self._write_error = future.exception()
+
+    def check(self) -> None:
+        """Raise the first error a write met (the run cannot go on without its storage)."""
+        if self._write_error is not None:
+            raise self._write_error
+
+    def close(self) -> None:
+        """Wait for every pending write; raise the first error any write met."""
+        self._writer.shutdown(wait=True)
+        self.check()
+
+    def _create_trial(self, waiting_id: int | None) -> tuple[int, int]:
+        """A RUNNING trial in the storage (an enqueued one if possible): its id and number."""
+        rdb = self._rdb
+        if waiting_id is not None and rdb.set_trial_state_values(waiting_id, TrialState.RUNNING):
+            trial_id, number = waiting_id, rdb.get_trial_number_from_id(waiting_id)
+        else:
+            # What Optuna's own cache calls: one transaction gives both the id and the number.
+            frozen = rdb._create_new_trial(self._study_id)
+            trial_id, number = frozen._trial_id, frozen.number
+        rdb.record_heartbeat(trial_id)
+        return trial_id, number
+
+    # -- a trial's life ----------------------------------------------------------------------
+    def ask(self) -> MirroredTrial:
+        trial = self.study.ask()
+        memory_id = trial._trial_id
+        created = self._write(self._create_trial, self._waiting.pop(memory_id, None))
+        frozen = self._memory.get_trial(memory_id)
+        self._persisted_attrs[memory_id] = dict(frozen.system_attrs)
+        storage_id, number = created.result()
+        self._numbers[trial.number] = number
+        return MirroredTrial(
+            trial=trial,
+            storage_id=storage_id,
+            number=number,
+            fixed_params=dict(frozen.system_attrs.get("fixed_params", {})),
+        )
+
+    def storage_number(self, memory_number: int) -> int:
+        """The number the storage (and the user) knows a trial by."""
+        return self._numbers[memory_number]
+
+    def suggest(self, t: MirroredTrial, name: str, distribution: BaseDistribution) -> Any:
+        """Optuna's suggestion (fixed, relative or sampled), recorded in both places."""
+        known = t.trial.params
+        value = _suggest(t.trial, name, distribution)
+        if name not in known:
+            internal = distribution.to_internal_repr(value)
+            self._write(self._rdb.set_trial_param, t.storage_id, name, internal, distribution)
+        return value
+
+    def report(self, t: MirroredTrial, value: float, step: int) -> None:
+        t.trial.report(value, step)
+        self._write(self._rdb.set_trial_intermediate_value, t.storage_id, step, float(value))
+
+    def should_prune(self, t: MirroredTrial) -> bool:
+        return bool(t.trial.should_prune())
+
+    def set_user_attr(self, t: MirroredTrial, key: str, value: Any) -> None:
+        t.trial.set_user_attr(key, value)
+        self._write(self._rdb.set_trial_user_attr, t.storage_id, key, value)
+
+    def set_constraint(self, t: MirroredTrial, key: str, value: float) -> None:
+        t.trial.set_constraint(key, value)
+        self._sync_attrs(t)
+
+    def heartbeat(self, t: MirroredTrial) -> None:
+        self._write(self._rdb.record_heartbeat, t.storage_id)
+
+    def finish(
+        self,
+        t: MirroredTrial,
+        state: TrialState,
+        values: list[float] | None = None,
+        attrs: dict[str, str] | None = None,
+    ) -> FrozenTrial:
+        """Tell the trial's result; ``attrs`` are extra system attributes for the storage."""
+        if state == TrialState.COMPLETE:
+            self.study.tell(t.trial, values)
+        else:
+            self.study.tell(t.trial, state=state)
+        frozen = self._memory.get_trial(t.trial._trial_id)
+        for key, value in (attrs or {}).items():
+            self._write(self._rdb.set_trial_system_attr, t.storage_id, key, value)
+        self._sync_attrs(t)
+        self._write(self._rdb.set_trial_state_values, t.storage_id, frozen.state, frozen.values)
+        self._persisted_attrs.pop(t.trial._trial_id, None)
+        return frozen
+
+    def _sync_attrs(self, t: MirroredTrial) -> None:
+        """Persist what samplers and constraints wrote into system attributes."""
+        frozen = self._memory.get_trial(t.trial._trial_id)
+        persisted = self._persisted_attrs.setdefault(t.trial._trial_id, {})
+        for key, value in frozen.system_attrs.items():
+            if persisted.get(key, _MISSING) != value:
+                self._write(self._rdb.set_trial_system_attr, t.storage_id, key, value)
+                persisted[key] = value
+        study_attrs = self._memory.get_study_system_attrs(self._memory_study_id)
+        for key, value in study_attrs.items():
+            if self._study_attrs.get(key, _MISSING) != value:
+                self._write(self._rdb.set_study_system_attr, self._study_id, key, value)
+                self._study_attrs[key] = value
+
+
+_MISSING = object()
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
+def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
+    """Call the public ``suggest_*`` matching ``distribution``."""
+    if isinstance(distribution, FloatDistribution):
+        return trial.suggest_float(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    raise TypeError(f"unsupported distribution {type(distribution).__name__}")

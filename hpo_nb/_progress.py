@@ -1,0 +1,112 @@
+"""A run's state machine and the immutable progress snapshots observers receive."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import time
+from typing import Any
+
+__all__ = ["Progress", "RunState", "check_transition"]
+
+
+class RunState(str, enum.Enum):
+    """Where a run is in its life."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def done(self) -> bool:
+        return self in (RunState.FINISHED, RunState.STOPPED, RunState.FAILED)
+
+
+_ALLOWED = {
+    RunState.STARTING: {RunState.RUNNING, RunState.STOPPING, RunState.STOPPED, RunState.FAILED},
+    RunState.RUNNING: {RunState.STOPPING, RunState.FINISHED, RunState.STOPPED, RunState.FAILED},
+    RunState.STOPPING: {RunState.FINISHED, RunState.STOPPED, RunState.FAILED},
+}
+
+
+def check_transition(old: RunState, new: RunState) -> None:
+    """Raise ``RuntimeError`` for a transition the life cycle does not allow."""
+    if new not in _ALLOWED.get(old, set()):
+        raise RuntimeError(f"a run cannot go from {old.value} to {new.value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """One snapshot of a run; cheap to copy, safe to hand to another thread."""
+
+    study: str
+    target: int
+    directions: tuple[str, ...] = ("minimize",)
+    state: RunState = RunState.STARTING
+    reason: str = ""
+    note: str = ""
+    finished_before: int = 0
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    best_value: float | None = None
+    best_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    best_number: int | None = None
+    last_failure: str = ""
+    started_at: float = dataclasses.field(default_factory=time.time)
+    ended_at: float | None = None
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.failed
+
+    @property
+    def elapsed(self) -> float:
+        end = self.ended_at if self.ended_at is not None else time.time()
+        return max(0.0, end - self.started_at)
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds until the target is reached at this run's pace; ``None`` before any result."""
+        done_here = self.finished - self.finished_before
+        if self.state.done:
+            return 0.0
+        if done_here <= 0:
+            return None
+        remaining = max(0, self.target - self.finished)
+        return remaining * self.elapsed / done_here
+
+    def summary(self) -> str:
+        """A stable one-line summary (no clock in it), at most 110 characters when it can."""
+        best = "" if self.best_value is None else f", best {_short(self.best_value)}"
+        return (
+            f"{self.study}: {self.finished}/{self.target} finished ({self.complete} complete, "
+            f"{self.pruned} pruned, {self.failed} failed, {self.running} running){best} "
+            f"[{self.state.value}]"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """What the widget receives."""
+        data = dataclasses.asdict(self)
+        data["state"] = self.state.value
+        data["finished"] = self.finished
+        data["summary"] = self.summary()
+        best = self.best_value
+        data["best_value"] = None if best is None or not math.isfinite(best) else best
+        data["best_params"] = {k: _jsonable(v) for k, v in self.best_params.items()}
+        return data
+
+
+def _short(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

@@ -1,0 +1,126 @@
+"""Opening a study's storage: the embedded SQLite default or a server URL, with one-line errors."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage
+
+from ._errors import HpoError
+from ._settings import settings
+
+__all__ = [
+    "display_url",
+    "fail_stale_trials",
+    "load_or_create_study",
+    "open_storage",
+    "storage_url",
+]
+
+_DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient"}
+
+
+def storage_url(storage: str | None) -> str:
+    """The URL for ``storage``: the default when ``None``, ``sqlite:///PATH`` for a bare path."""
+    url = storage or settings.storage
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    return url
+
+
+def display_url(url: str) -> str:
+    """``url`` with any password hidden, for messages."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def _sqlite_tuning(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (other kernels, dashboards) run beside the writer, and with
+    # synchronous=NORMAL a commit no longer waits for a disk sync: 4-7x faster writes.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def open_storage(storage: str | None = None) -> RDBStorage:
+    """Open (and create if needed) the storage at ``storage``; errors are one line."""
+    url = storage_url(storage)
+    shown = display_url(url)
+    is_sqlite = url.startswith("sqlite")
+    if is_sqlite:
+        path = url.split(":///", 1)[-1]
+        folder = os.path.dirname(os.path.abspath(path)) if path and path != ":memory:" else ""
+        if folder and not os.path.isdir(folder):
+            raise HpoError(f"cannot open storage {shown}: folder {folder} does not exist")
+    engine_kwargs: dict[str, Any] = (
+        {"connect_args": {"timeout": settings.sqlite_timeout}} if is_sqlite else {}
+    )
+    try:
+        # No heartbeat_interval here: Optuna would then warn on every ask. The controller
+        # records heartbeats itself and fail_stale_trials() turns detection on for its check.
+        rdb = RDBStorage(url, engine_kwargs=engine_kwargs, grace_period=settings.stale_grace)
+    except ImportError as e:
+        module = getattr(e.__cause__, "name", None) or ""
+        package = _DRIVER_PACKAGES.get(module, module) or "the database driver"
+        raise HpoError(
+            f"cannot open storage {shown}: its driver is missing (pip install {package!r})"
+        ) from None
+    except Exception as e:
+        raise HpoError(f"cannot open storage {shown}: {_first_line(e)}") from None
+    if is_sqlite:
+        sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_tuning)
+        rdb.engine.dispose()  # reconnect so that every pooled connection is tuned
+    return rdb
+
+
+def _first_line(error: BaseException) -> str:
+    orig = getattr(error, "orig", None)
+    text = str(orig if orig is not None else error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def load_or_create_study(
+    rdb: RDBStorage,
+    name: str,
+    directions: tuple[str, ...],
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+) -> tuple[optuna.Study, bool]:
+    """Load study ``name`` (checking its directions) or create it; returns (study, created)."""
+    shown = display_url(rdb.url)
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=rdb, directions=list(directions),
+            sampler=sampler, pruner=pruner,
+        )
+        return study, True
+    except optuna.exceptions.DuplicatedStudyError:
+        pass
+    except Exception as e:
+        raise HpoError(f"cannot create study {name!r} in {shown}: {_first_line(e)}") from None
+    study = optuna.load_study(study_name=name, storage=rdb, sampler=sampler, pruner=pruner)
+    stored = tuple(d.name.lower() for d in study.directions)
+    if stored != directions:
+        raise HpoError(
+            f"study {name!r} in {shown} optimizes {' '.join(stored)} but the objective "
+            f"declares {' '.join(directions)}: pass --study NEW_NAME to start another study"
+        )
+    return study, False
+
+
+def fail_stale_trials(study: optuna.Study, rdb: RDBStorage) -> None:
+    """Mark FAIL the RUNNING trials whose session stopped sending heartbeats (a dead kernel)."""
+    rdb.heartbeat_interval = settings.heartbeat_interval
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+    finally:
+        rdb.heartbeat_interval = None

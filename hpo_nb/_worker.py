@@ -1,0 +1,312 @@
+"""What runs on a dask worker: one trial of a user's objective, talking to the controller.
+
+This module imports no IPython or widget code, and never opens the study's storage.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+import json
+import math
+import traceback
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import cloudpickle
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalChoiceType,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    check_distribution_compatibility,
+    distribution_to_json,
+)
+from optuna.trial import BaseTrial
+
+from ._channel import ReplyTimeout, TaskCancelled, WorkerChannel
+from ._objective import Objective
+
+__all__ = ["PickledObjective", "TrialTicket", "WorkerTrial", "run_slot"]
+
+_TRACEBACK_LIMIT = 8000
+
+
+class PickledObjective:
+    """An objective pickled once in the kernel and unpickled once per worker process."""
+
+    def __init__(self, objective: Objective) -> None:
+        self.name = objective.name
+        self.payload = cloudpickle.dumps(objective)
+        self._objective: Objective | None = objective
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"name": self.name, "payload": self.payload}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._objective = None
+
+    def load(self) -> Objective:
+        if self._objective is None:
+            self._objective = cloudpickle.loads(self.payload)
+            self._objective.register_source()
+        return self._objective
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialTicket:
+    """Everything a task needs to run one trial (the controller's answer to ``start``)."""
+
+    number: int
+    n_objectives: int
+    datetime_start: datetime.datetime | None
+    fixed_params: dict[str, Any]
+    relative_params: dict[str, Any]
+    relative_space: dict[str, BaseDistribution]
+
+
+class WorkerTrial(BaseTrial):
+    """The ``trial`` an objective receives on a worker; mirrors :class:`optuna.trial.Trial`.
+
+    Values Optuna would resolve without the sampler (fixed, single-valued, relative) are resolved
+    here; any other suggestion asks the controller, which owns the sampler and the storage.
+    """
+
+    def __init__(self, ticket: TrialTicket, channel: WorkerChannel) -> None:
+        self._ticket = ticket
+        self._channel = channel
+        self._params: dict[str, Any] = {}
+        self._distributions: dict[str, BaseDistribution] = {}
+        self._user_attrs: dict[str, Any] = {}
+        self._constraints: dict[str, float] = {}
+        self._intermediate: dict[int, float] = {}
+        self._unsent_params: list[list[str]] = []
+
+    # -- suggestions -------------------------------------------------------------------------
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        return self._suggest(name, FloatDistribution(low, high, log=log, step=step))
+
+    def suggest_int(
+        self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
+    ) -> int:
+        return int(self._suggest(name, IntDistribution(low, high, log=log, step=step)))
+
+    def suggest_categorical(  # type: ignore[override]
+        self, name: str, choices: Sequence[CategoricalChoiceType]
+    ) -> CategoricalChoiceType:
+        return self._suggest(name, CategoricalDistribution(choices=choices))
+
+    def suggest_uniform(self, name: str, low: float, high: float) -> float:
+        return self.suggest_float(name, low, high)
+
+    def suggest_loguniform(self, name: str, low: float, high: float) -> float:
+        return self.suggest_float(name, low, high, log=True)
+
+    def suggest_discrete_uniform(self, name: str, low: float, high: float, q: float) -> float:
+        return self.suggest_float(name, low, high, step=q)
+
+    def _suggest(self, name: str, distribution: BaseDistribution) -> Any:
+        if name in self._distributions:
+            check_distribution_compatibility(self._distributions[name], distribution)
+            return self._params[name]
+        found, value = self._resolve_locally(name, distribution)
+        dist_json = distribution_to_json(distribution)
+        if found:
+            self._unsent_params.append([name, dist_json])
+        else:
+            reply = self._request("suggest", name=name, dist=dist_json)
+            value = distribution.to_external_repr(reply["value"])
+        self._params[name] = value
+        self._distributions[name] = distribution
+        return value
+
+    def _resolve_locally(self, name: str, distribution: BaseDistribution) -> tuple[bool, Any]:
+        """Optuna's own order: fixed (enqueued) value, single choice, relative sample."""
+        ticket = self._ticket
+        if name in ticket.fixed_params:
+            return True, ticket.fixed_params[name]
+        if distribution.single():
+            return True, optuna.distributions._get_single_value(distribution)
+        if name in ticket.relative_params:
+            check_distribution_compatibility(ticket.relative_space[name], distribution)
+            value = ticket.relative_params[name]
+            if distribution._contains(distribution.to_internal_repr(value)):
+                return True, value
+        return False, None
+
+    # -- reports and pruning -----------------------------------------------------------------
+    def report(self, value: float, step: int) -> None:
+        if self._ticket.n_objectives > 1:
+            raise NotImplementedError(
+                "Trial.report is not supported for multi-objective optimization."
+            )
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"The `value` argument is of type '{type(value)}' but supposed to be a float."
+            ) from None
+        try:
+            step = int(step)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"The `step` argument is of type '{type(step)}' but supposed to be an int."
+            ) from None
+        if step < 0:
+            raise ValueError(f"`{step=}` must be non-negative.")
+        if step in self._intermediate:
+            warnings.warn(
+                f"The reported value is ignored because this `{step=}` is already reported.",
+                stacklevel=2,
+            )
+            return
+        self._intermediate[step] = value
+        self._send("report", step=step, value=value)
+
+    def should_prune(self) -> bool:
+        if self._ticket.n_objectives > 1:
+            raise NotImplementedError(
+                "Trial.should_prune is not supported for multi-objective optimization."
+            )
+        return bool(self._request("should_prune")["prune"])
+
+    # -- attributes --------------------------------------------------------------------------
+    def set_user_attr(self, key: str, value: Any) -> None:
+        try:
+            value = json.loads(json.dumps(value))
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"user attribute {key!r} must be JSON serializable: {e}") from None
+        self._user_attrs[key] = value
+        self._send("user_attr", name=key, value=value)
+
+    def set_constraint(self, key: str, value: float) -> None:
+        value = float(value)
+        if math.isnan(value):
+            raise ValueError(f"Attempted to set a constraint for {key!r}, but NaN is not allowed.")
+        if key in self._constraints:
+            warnings.warn(f"The constraint value for {key!r} is already set.", stacklevel=2)
+            return
+        self._constraints[key] = value
+        self._send("constraint", name=key, value=value)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return copy.deepcopy(self._params)
+
+    @property
+    def distributions(self) -> dict[str, BaseDistribution]:
+        return copy.deepcopy(self._distributions)
+
+    @property
+    def user_attrs(self) -> dict[str, Any]:
+        return copy.deepcopy(self._user_attrs)
+
+    @property
+    def constraints(self) -> dict[str, float]:
+        return dict(self._constraints)
+
+    @property
+    def datetime_start(self) -> datetime.datetime | None:
+        return self._ticket.datetime_start
+
+    @property
+    def number(self) -> int:
+        return self._ticket.number
+
+    @property
+    def study(self) -> Any:
+        raise AttributeError(
+            "trial.study is not available on a dask worker: the study lives in the kernel"
+        )
+
+    # -- transport ---------------------------------------------------------------------------
+    def _send(self, op: str, **payload: Any) -> None:
+        self._channel.send(op, params=self._take_unsent(), **payload)
+
+    def _request(self, op: str, **payload: Any) -> dict[str, Any]:
+        reply = self._channel.request(op, params=self._take_unsent(), **payload)
+        if "cancel" in reply:
+            raise TaskCancelled(reply["cancel"])
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply
+
+    def _take_unsent(self) -> list[list[str]]:
+        unsent, self._unsent_params = self._unsent_params, []
+        return unsent
+
+
+def outcome_of(value: Any, n_objectives: int) -> dict[str, Any]:
+    """Classify an objective's return value: ``complete`` with float values, or ``fail``."""
+    if value is None:
+        return _fail("objective returned None; end the cell with the value to optimize")
+    if isinstance(value, (str, bytes)):
+        return _fail(f"objective returned a {type(value).__name__} ({value!r:.40}), not a number")
+    raw = [value]
+    if not isinstance(value, (int, float, Mapping)):
+        try:  # a list, tuple, array or tensor of values
+            raw = list(value)
+        except TypeError:  # a scalar (numpy, torch, ...)
+            pass
+    if len(raw) != n_objectives:
+        return _fail(
+            f"objective returned {len(raw)} value(s) but the study has {n_objectives} objective(s)"
+        )
+    values = []
+    for v in raw:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            return _fail(f"objective returned {type(v).__name__} {v!r:.40}, not a number")
+        if math.isnan(f):
+            return _fail("objective returned NaN")
+        values.append(f)
+    return {"state": "complete", "values": values}
+
+
+def _fail(reason: str, tb: str = "") -> dict[str, Any]:
+    return {"state": "fail", "reason": reason, "traceback": tb}
+
+
+def run_slot(objective: PickledObjective, topic: str, reply_timeout: float) -> dict[str, Any]:
+    """A dask task that runs one trial, asked for when the task starts (not when submitted).
+
+    Sampling thus happens when a worker is free, with the most history, and a run that ends
+    with tasks still queued has no trial to clean up. The outcome goes to the controller as
+    the task's last message and is also the task's result.
+    """
+    channel = WorkerChannel(topic, reply_timeout)
+    try:
+        reply = channel.request("start")
+        if "ticket" not in reply:
+            return channel.send("finish", state="idle")
+        ticket: TrialTicket = cloudpickle.loads(reply["ticket"])
+        trial = WorkerTrial(ticket, channel)
+        outcome = _run(objective, trial, ticket)
+        return channel.send("finish", params=trial._take_unsent(), **outcome)
+    except TaskCancelled as e:
+        return channel.send("finish", state="cancelled", reason=str(e))
+    except ReplyTimeout as e:
+        return channel.send("finish", **_fail(str(e)))
+    finally:
+        channel.close()
+
+
+def _run(objective: PickledObjective, trial: WorkerTrial, ticket: TrialTicket) -> dict[str, Any]:
+    try:
+        value = objective.load().func(trial)
+    except optuna.TrialPruned:
+        return {"state": "pruned"}
+    except (TaskCancelled, ReplyTimeout):
+        raise
+    except Exception as e:
+        last_line = traceback.format_exception_only(type(e), e)[-1].strip()
+        return _fail(last_line, traceback.format_exc()[-_TRACEBACK_LIMIT:])
+    return outcome_of(value, ticket.n_objectives)

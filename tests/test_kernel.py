@@ -1,0 +1,187 @@
+"""The magics in a real IPython kernel, on a real local dask cluster and a SQLite file."""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from _kernel import Kernel
+from hpo_nb._controller import FAIL_REASON_KEY
+
+pytestmark = pytest.mark.kernel
+
+SETUP = """
+%load_ext hpo_nb
+import time, optuna
+OFFSET = 2.0
+def shift(v):
+    return v - OFFSET
+"""
+
+QUAD = """%%hpo_objective quad
+x = trial.suggest_float("x", -10, 10)
+for step in range(3):
+    trial.report(shift(x) ** 2 + step, step)
+shift(x) ** 2
+"""
+
+SLOW = """%%hpo_objective slow
+x = trial.suggest_float("x", 0, 1)
+for step in range(400):
+    time.sleep(0.05)
+    trial.report(x, step)
+x
+"""
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("notebook")
+    k = Kernel(str(cwd))
+    k.cwd = cwd
+    k.ok(SETUP)
+    k.ok(QUAD)
+    k.ok(SLOW)
+    yield k
+    k.shutdown()
+
+
+def study_trials(kernel, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{kernel.cwd / 'hpo.db'}").trials
+
+
+def running_in_db(kernel, name):
+    path = kernel.cwd / "hpo.db"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        row = db.execute(
+            "SELECT COUNT(*) FROM trials JOIN studies USING (study_id) "
+            "WHERE study_name = ? AND state = 'RUNNING'", (name,)
+        ).fetchone()
+    return row[0]
+
+
+def test_objective_cell_defines_a_plain_function(kernel):
+    reply = kernel.ok("quad(optuna.trial.FixedTrial({'x': 5.0}))")
+    assert reply.text == "9.0"
+
+
+def test_run_with_wait_stores_everything_with_plain_optuna(kernel):
+    reply = kernel.ok("%hpo_run quad --n-trials 12 --sampler random --seed 0 --wait -o r")
+    widgets = [o for o in reply.outputs if "application/vnd.jupyter.widget-view+json" in o["data"]]
+    assert len(widgets) == 1, "the live widget is shown once, not again as Out[]"
+    assert reply.outputs[0]["data"]["text/plain"].startswith("quad: ")
+    assert kernel.ok("print(r.state.value, r.n_finished)").stdout.split() == ["finished", "12"]
+    trials = study_trials(kernel, "quad")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 12
+    for t in trials:
+        value = (t.params["x"] - 2.0) ** 2
+        assert t.value == pytest.approx(value)
+        assert t.intermediate_values == {s: pytest.approx(value + s) for s in range(3)}
+    best = kernel.ok("print(r.best_value)").stdout.strip()
+    assert float(best) == pytest.approx(min(t.value for t in trials))
+
+
+def test_the_kernel_stays_free_while_a_study_runs(kernel):
+    started = kernel.ok("%hpo_run slow --n-trials 3 --study free -o h")
+    assert started.outputs  # the widget
+    reply = kernel.ok("print(h.state.value, h.n_finished, 6 * 7)")
+    state, finished, answer = reply.stdout.split()
+    assert state in ("starting", "running") and int(finished) < 3 and answer == "42"
+    kernel.ok("h.stop(); h.wait(30)")
+    assert running_in_db(kernel, "free") == 0
+
+
+def test_interrupt_during_wait_leaves_no_running_trial(kernel):
+    msg_id = kernel.submit("%hpo_run slow --n-trials 6 --study interrupted --wait")
+    deadline = time.monotonic() + 60
+    while running_in_db(kernel, "interrupted") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running_in_db(kernel, "interrupted") == 2
+    kernel.interrupt()
+    reply = kernel.collect(msg_id)
+    assert reply.status == "error"
+    assert running_in_db(kernel, "interrupted") == 0
+    trials = study_trials(kernel, "interrupted")
+    assert {t.state for t in trials} == {TrialState.FAIL}
+    assert {t.system_attrs[FAIL_REASON_KEY] for t in trials} == {"cancelled: interrupted"}
+    # The interrupt reached the whole process group; the local workers ignored it.
+    reply = kernel.ok("%hpo_run quad --n-trials 2 --study after_interrupt --wait -o r2\n"
+                      "print(r2.state.value)")
+    assert reply.stdout.strip() == "finished"
+
+
+def test_resume_counts_the_total(kernel):
+    kernel.ok("%hpo_run quad --n-trials 3 --study resumed --wait")
+    kernel.ok("%hpo_run quad --n-trials 5 --study resumed --wait -o r3")
+    assert len(study_trials(kernel, "resumed")) == 5
+    assert kernel.ok("print(r3.progress.finished_before)").stdout.strip() == "3"
+
+
+def test_redefining_the_cell_replaces_the_objective(kernel):
+    kernel.ok("%%hpo_objective twice --direction maximize\ntrial.suggest_float('x', 0, 1) * 2")
+    kernel.ok("%%hpo_objective twice --direction maximize\ntrial.suggest_float('x', 0, 1) * 3")
+    kernel.ok("%hpo_run twice --n-trials 3 --wait")
+    for t in study_trials(kernel, "twice"):
+        assert t.value == pytest.approx(3 * t.params["x"])
+
+
+def test_failing_objective_fails_its_trials_with_the_reason(kernel):
+    kernel.ok("%%hpo_objective broken\nx = trial.suggest_float('x', 0, 1)\nmissing_name + x")
+    reply = kernel.ok("%hpo_run broken --n-trials 3 --wait -o rb\nprint(rb.progress.last_failure)")
+    assert "NameError: name 'missing_name' is not defined" in reply.stdout
+    trials = study_trials(kernel, "broken")
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3
+    assert {t.system_attrs[FAIL_REASON_KEY] for t in trials} == {
+        "NameError: name 'missing_name' is not defined"
+    }
+
+
+BAD_INPUT = [
+    ("%hpo_run nothing --n-trials 3", "unknown objective 'nothing': define it with"),
+    ("%hpo_run quad --n-trials 0", "argument --n-trials: expected a positive integer, got 0"),
+    ("%hpo_run quad --n-trials many", "expected a positive integer, got 'many'"),
+    ("%hpo_run quad", "the following arguments are required: --n-trials"),
+    ("%hpo_run quad --n-trials 3 --sampler bayes", "argument --sampler: invalid choice: 'bayes'"),
+    ("%hpo_run quad --n-trials 3 --pruner early", "argument --pruner: invalid choice: 'early'"),
+    ("%hpo_run quad --n-trials 3 --timeout -5", "expected a positive number"),
+    ("%hpo_run quad --n-trials 3 --workers two", "expected a positive integer, got 'two'"),
+    ("%hpo_run quad --n-trials 3 --unknown 1", "unrecognized arguments: --unknown 1"),
+    ("%hpo_run quad --n-trials 3 --storage postgresql://127.0.0.1:1/none",
+     "cannot open storage postgresql://127.0.0.1:1/none"),
+    ("%hpo_run quad --n-trials 3 --direction maximize",
+     "optimizes minimize but the objective declares maximize"),
+    ("%%hpo_objective bad\nx = trial.suggest_float('x', 0, 1)\ny = = x\n",
+     "syntax error in objective 'bad', line 2: invalid syntax: y = = x"),
+    ("%%hpo_objective bad --direction up\n1", "argument --direction: invalid choice: 'up'"),
+    ("%%hpo_objective 9lives\n1", "'9lives' is not a valid objective name"),
+]
+
+
+@pytest.mark.parametrize(("cell", "message"), BAD_INPUT)
+def test_bad_input_is_one_line_and_harmless(kernel, cell, message):
+    before = collections.Counter(t.state for t in study_trials(kernel, "quad"))
+    reply = kernel.execute(cell)
+    assert reply.status == "error"
+    lines = [line for line in reply.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("UsageError: "), reply.stderr
+    assert message in lines[0]
+    assert collections.Counter(t.state for t in study_trials(kernel, "quad")) == before
+
+
+def test_unload_stops_running_studies_and_closes_the_cluster(kernel):
+    kernel.ok("%hpo_run slow --n-trials 4 --study unloaded -o hu")
+    deadline = time.monotonic() + 60
+    while running_in_db(kernel, "unloaded") < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    reply = kernel.ok("%unload_ext hpo_nb\nimport hpo_nb._cluster as c\n"
+                      "print(hu.state.value, c._local is None)")
+    assert reply.stdout.split() == ["stopped", "True"]
+    assert running_in_db(kernel, "unloaded") == 0
+    kernel.ok("%load_ext hpo_nb")  # loading again works

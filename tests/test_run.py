@@ -1,0 +1,246 @@
+"""Runs through the Python API on a real local dask cluster and a real SQLite file."""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import threading
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import hpo_nb
+from hpo_nb import HpoError, RunState
+from hpo_nb._controller import FAIL_REASON_KEY, TRACEBACK_KEY
+
+
+def curve(trial):
+    x = trial.suggest_float("x", 0, 10)
+    k = trial.suggest_int("k", 1, 3)
+    for step in range(4):
+        trial.report(x * k + step, step)
+    return x * k
+
+
+def pruned_when_bad(trial):
+    x = trial.suggest_float("x", 0, 10)
+    for step in range(10):
+        trial.report(x + step, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return x
+
+
+def by_mode(trial):
+    mode = trial.suggest_categorical("mode", ["ok", "raise", "nan", "none", "str"])
+    if mode == "raise":
+        raise ValueError(f"bad mode {mode}")
+    return {"ok": 1.0, "nan": math.nan, "none": None, "str": "0.9"}[mode]
+
+
+def slow(trial):
+    trial.suggest_float("x", 0, 1)
+    for _ in range(2400):  # two minutes unless cancelled
+        time.sleep(0.05)
+        trial.should_prune()
+    return 0.0
+
+
+def reporter(trial):
+    trial.suggest_float("x", 0, 1)
+    for step in range(2400):  # two minutes unless cancelled
+        time.sleep(0.05)
+        trial.report(0.0, step)
+    return 0.0
+
+
+def sleepy(trial):
+    time.sleep(0.3)
+    return trial.suggest_float("x", 0, 1)
+
+
+def two_goals(trial):
+    x = trial.suggest_float("x", 0, 1)
+    return x, 1 - x**2
+
+
+def where(trial):
+    trial.set_user_attr("pid", os.getpid())
+    return trial.suggest_float("x", 0, 1)
+
+
+def trials_of(db, name):
+    return optuna.load_study(study_name=name, storage=db).trials
+
+
+def test_values_params_and_intermediate_values_are_stored(db):
+    run = hpo_nb.run(curve, n_trials=12, storage=db, sampler="random", seed=1, wait=True)
+    assert run.state == RunState.FINISHED and run.reason == "reached 12 finished trials"
+    trials = trials_of(db, "curve")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 12
+    for t in trials:
+        x, k = t.params["x"], t.params["k"]
+        assert t.value == pytest.approx(x * k)
+        assert t.intermediate_values == {s: pytest.approx(x * k + s) for s in range(4)}
+        assert set(t.distributions) == {"x", "k"}
+    best = min(trials, key=lambda t: t.value)
+    assert run.best_value == best.value and run.best_params == best.params
+    assert run.progress.best_value == best.value and run.progress.best_number == best.number
+
+
+def test_pruning_runs_on_the_workers(db):
+    run = hpo_nb.run(
+        pruned_when_bad, n_trials=30, storage=db, sampler="random", seed=3, pruner="median",
+        wait=True,
+    )
+    states = collections.Counter(t.state for t in trials_of(db, "pruned_when_bad"))
+    assert states[TrialState.PRUNED] > 0 and states[TrialState.COMPLETE] >= 5
+    assert run.progress.pruned == states[TrialState.PRUNED]
+    for t in trials_of(db, "pruned_when_bad"):
+        if t.state == TrialState.PRUNED:
+            assert len(t.intermediate_values) < 10
+
+
+def test_no_pruner_never_prunes(db):
+    hpo_nb.run(pruned_when_bad, n_trials=12, storage=db, pruner="none", wait=True)
+    assert {t.state for t in trials_of(db, "pruned_when_bad")} == {TrialState.COMPLETE}
+
+
+def test_failures_record_their_reason_and_the_study_goes_on(db):
+    study = optuna.create_study(study_name="by_mode", storage=db)
+    for mode in ["raise", "nan", "none", "str", "ok"]:
+        study.enqueue_trial({"mode": mode})
+    run = hpo_nb.run(by_mode, n_trials=5, storage=db, wait=True)
+    trials = {t.params["mode"]: t for t in trials_of(db, "by_mode")}
+    assert trials["ok"].state == TrialState.COMPLETE and trials["ok"].value == 1.0
+    reasons = {m: trials[m].system_attrs.get(FAIL_REASON_KEY) for m in trials if m != "ok"}
+    assert reasons["raise"] == "ValueError: bad mode raise"
+    assert "ValueError: bad mode raise" in trials["raise"].system_attrs[TRACEBACK_KEY]
+    assert reasons["nan"] == "objective returned NaN"
+    assert "returned None" in reasons["none"]
+    assert "returned a str" in reasons["str"]
+    assert all(trials[m].state == TrialState.FAIL for m in reasons)
+    assert run.progress.failed == 4 and run.progress.last_failure.startswith("trial ")
+
+
+def test_resume_counts_every_finished_trial(db):
+    hpo_nb.run(curve, n_trials=4, storage=db, wait=True)
+    run = hpo_nb.run(curve, n_trials=7, storage=db, wait=True)
+    assert run.progress.finished_before == 4 and len(trials_of(db, "curve")) == 7
+    again = hpo_nb.run(curve, n_trials=7, storage=db, wait=True)
+    assert again.state == RunState.FINISHED and "already has 7 finished" in again.reason
+    assert len(trials_of(db, "curve")) == 7
+
+
+def wait_until_running(run, n=2):
+    deadline = time.monotonic() + 60
+    while run.progress.running < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.progress.running == n
+
+
+@pytest.mark.parametrize("objective", [slow, reporter])
+def test_stop_cancels_running_trials_and_frees_the_workers(db, objective):
+    """Trials that ask (should_prune) or only report both stop; the next run gets the workers."""
+    run = hpo_nb.run(objective, n_trials=10, storage=db)
+    wait_until_running(run)
+    run.stop()
+    run.wait(timeout=30)
+    assert run.state == RunState.STOPPED and run.reason == "stopped by user"
+    trials = trials_of(db, objective.__name__)
+    assert trials and all(t.state == TrialState.FAIL for t in trials)
+    assert {t.system_attrs[FAIL_REASON_KEY] for t in trials} == {"cancelled: stopped by user"}
+    # The cancelled objectives left the workers (else they would hold them for two minutes).
+    after = hpo_nb.run(curve, n_trials=4, storage=db).wait(timeout=60)
+    assert after.state == RunState.FINISHED
+
+
+def test_graceful_stop_lets_running_trials_finish(db):
+    run = hpo_nb.run(sleepy, n_trials=50, storage=db)
+    wait_until_running(run)
+    run.stop(graceful=True)
+    run.wait(timeout=30)
+    trials = trials_of(db, "sleepy")
+    assert run.state == RunState.STOPPED and 2 <= len(trials) < 50
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+
+
+def test_time_limit_stops_starting_trials(db):
+    start = time.monotonic()
+    run = hpo_nb.run(sleepy, n_trials=1000, storage=db, timeout=1.0, wait=True)
+    assert run.state == RunState.FINISHED and "time limit of 1 s" in run.reason
+    assert time.monotonic() - start < 30
+    trials = trials_of(db, "sleepy")
+    assert 0 < len(trials) < 1000 and {t.state for t in trials} == {TrialState.COMPLETE}
+
+
+def test_multi_objective(db):
+    run = hpo_nb.run(
+        two_goals, n_trials=10, storage=db, directions=["minimize", "maximize"], wait=True
+    )
+    trials = trials_of(db, "two_goals")
+    assert all(t.state == TrialState.COMPLETE and len(t.values) == 2 for t in trials)
+    assert 1 <= len(run.best_trials) <= 10
+    with pytest.raises(RuntimeError):
+        _ = run.best_value
+
+
+def test_trials_run_in_worker_processes(db):
+    hpo_nb.run(where, n_trials=6, storage=db, wait=True)
+    pids = {t.user_attrs["pid"] for t in trials_of(db, "where")}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+
+
+def test_a_study_runs_once_at_a_time(db):
+    run = hpo_nb.run(slow, n_trials=4, storage=db)
+    try:
+        with pytest.raises(HpoError, match="already running in this kernel"):
+            hpo_nb.run(slow, n_trials=4, storage=db)
+    finally:
+        run.stop().wait(30)
+
+
+def test_direction_mismatch_on_resume_is_refused_and_harmless(db):
+    hpo_nb.run(curve, n_trials=3, storage=db, wait=True)
+    with pytest.raises(HpoError, match=r"optimizes minimize but the objective declares maximize"):
+        hpo_nb.run(curve, n_trials=5, storage=db, direction="maximize")
+    assert len(trials_of(db, "curve")) == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_trials": 0}, "n_trials must be positive"),
+        ({"n_trials": -3}, "n_trials must be positive"),
+        ({"n_trials": "5"}, "n_trials must be a positive int"),
+        ({"n_trials": 5, "sampler": "bayes"}, "unknown sampler 'bayes': choose from tpe, random"),
+        ({"n_trials": 5, "pruner": "early"}, "unknown pruner 'early'"),
+        ({"n_trials": 5, "workers": 0}, "workers must be positive"),
+        ({"n_trials": 5, "timeout": -1}, "timeout must be positive"),
+        ({"n_trials": 5, "storage": "sqlite:////no/such/dir/x.db"}, "folder /no/such/dir"),
+        ({"n_trials": 5, "storage": "nosuchdb://x"}, "cannot open storage nosuchdb://x"),
+    ],
+)
+def test_bad_input_is_one_line(kwargs, message, db):
+    kwargs.setdefault("storage", db)
+    with pytest.raises(HpoError, match=message) as info:
+        hpo_nb.run(curve, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_unpicklable_globals_are_named():
+    namespace = {"lock": threading.Lock()}
+    obj = hpo_nb.objective_from_cell("uses_lock", "with lock:\n    pass\n1.0", namespace)
+    with pytest.raises(HpoError, match=r"it uses 'lock', which cannot be pickled"):
+        hpo_nb.run(obj, n_trials=2)
+
+
+def test_repr_is_one_stable_line(db):
+    run = hpo_nb.run(curve, n_trials=3, storage=db, wait=True)
+    text = repr(run)
+    assert text == repr(run) and "\n" not in text
+    assert text.startswith("<hpo_nb.Run curve: 3/3 finished (3 complete, 0 pruned, 0 failed")
+    assert text.endswith("[finished]>")

@@ -1,0 +1,148 @@
+"""The worker-side trial: local resolution in Optuna's order, and outcome classification."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution, IntDistribution
+
+from hpo_nb._channel import TaskCancelled
+from hpo_nb._worker import TrialTicket, WorkerTrial, outcome_of
+
+
+class RecordingChannel:
+    """Stands in for the scheduler route: records messages and answers requests."""
+
+    def __init__(self, answers=None):
+        self.sent: list[tuple[str, dict]] = []
+        self.answers = answers or {}
+
+    def send(self, op, **payload):
+        self.sent.append((op, payload))
+
+    def request(self, op, **payload):
+        self.sent.append((op, payload))
+        return self.answers[op]
+
+
+def ticket(**overrides):
+    fields = dict(
+        number=0, n_objectives=1, datetime_start=None,
+        fixed_params={}, relative_params={}, relative_space={},
+    )
+    fields.update(overrides)
+    return TrialTicket(**fields)
+
+
+def test_relative_fixed_and_single_values_resolve_without_asking():
+    t = ticket(
+        fixed_params={"a": 3},
+        relative_params={"b": 0.5, "a": 7},
+        relative_space={"b": FloatDistribution(0, 1), "a": IntDistribution(0, 10)},
+    )
+    channel = RecordingChannel()
+    trial = WorkerTrial(t, channel)
+    assert trial.suggest_int("a", 0, 10) == 3  # the enqueued value wins over the sampler's
+    assert trial.suggest_float("b", 0, 1) == 0.5
+    assert trial.suggest_categorical("c", ["only"]) == "only"
+    assert trial.suggest_float("b", 0, 1) == 0.5  # asking twice returns the same value
+    assert channel.sent == []  # nothing left the worker yet
+    trial.report(0.1, 0)
+    op, payload = channel.sent[0]
+    assert op == "report" and [p[0] for p in payload["params"]] == ["a", "b", "c"]
+
+
+def test_out_of_range_relative_value_and_new_params_ask_the_controller():
+    t = ticket(relative_params={"x": 5.0}, relative_space={"x": FloatDistribution(0, 10)})
+    channel = RecordingChannel({"suggest": {"value": 0.25}})
+    trial = WorkerTrial(t, channel)
+    assert trial.suggest_float("x", 0, 1) == 0.25  # 5.0 is outside [0, 1]
+    assert channel.sent[0][0] == "suggest" and channel.sent[0][1]["name"] == "x"
+    assert trial.params == {"x": 0.25}
+
+
+def test_categorical_answers_come_back_as_choices():
+    channel = RecordingChannel({"suggest": {"value": 1.0}})
+    trial = WorkerTrial(ticket(), channel)
+    assert trial.suggest_categorical("opt", ["sgd", "adam"]) == "adam"
+
+
+def test_incompatible_redefinition_raises_like_optuna():
+    trial = WorkerTrial(ticket(), RecordingChannel({"suggest": {"value": 0.5}}))
+    trial.suggest_float("x", 0, 1)
+    with pytest.raises(ValueError):
+        trial.suggest_categorical("x", ["a", "b"])
+
+
+def test_report_validates_like_optuna_and_drops_repeated_steps():
+    channel = RecordingChannel()
+    trial = WorkerTrial(ticket(), channel)
+    with pytest.raises(TypeError):
+        trial.report("high", 0)
+    with pytest.raises(ValueError):
+        trial.report(1.0, -1)
+    trial.report(np.float32(1.5), 0)
+    with pytest.warns(UserWarning, match="already reported"):
+        trial.report(2.0, 0)
+    assert [op for op, _ in channel.sent] == ["report"]
+    multi = WorkerTrial(ticket(n_objectives=2), channel)
+    with pytest.raises(NotImplementedError):
+        multi.report(1.0, 0)
+
+
+def test_cancel_reply_raises_an_exception_objectives_cannot_swallow():
+    trial = WorkerTrial(ticket(), RecordingChannel({"should_prune": {"cancel": "stopped"}}))
+    assert not issubclass(TaskCancelled, Exception)
+    with pytest.raises(TaskCancelled, match="stopped"):
+        trial.should_prune()
+
+
+def test_user_attrs_must_be_json():
+    trial = WorkerTrial(ticket(), RecordingChannel())
+    trial.set_user_attr("k", {"a": [1, 2]})
+    assert trial.user_attrs == {"k": {"a": [1, 2]}}
+    with pytest.raises(TypeError, match="JSON"):
+        trial.set_user_attr("bad", object())
+
+
+def test_trial_study_is_explained():
+    with pytest.raises(AttributeError, match="not available on a dask worker"):
+        WorkerTrial(ticket(), RecordingChannel()).study  # noqa: B018
+
+
+def test_worker_trial_is_an_optuna_trial():
+    assert isinstance(WorkerTrial(ticket(), RecordingChannel()), optuna.trial.BaseTrial)
+
+
+@pytest.mark.parametrize(
+    ("value", "n", "expected"),
+    [
+        (1.5, 1, [1.5]),
+        (np.float64(2.0), 1, [2.0]),
+        (np.array(3.0), 1, [3.0]),
+        ([1, 2], 2, [1.0, 2.0]),
+        ((0.5,), 1, [0.5]),
+        (math.inf, 1, [math.inf]),
+    ],
+)
+def test_numbers_complete(value, n, expected):
+    assert outcome_of(value, n) == {"state": "complete", "values": expected}
+
+
+@pytest.mark.parametrize(
+    ("value", "n", "reason"),
+    [
+        (None, 1, "returned None"),
+        ("0.9", 1, "returned a str"),
+        (float("nan"), 1, "returned NaN"),
+        ([1.0], 2, "returned 1 value"),
+        ({"a": 1}, 1, "not a number"),
+        (object(), 1, "not a number"),
+    ],
+)
+def test_bad_values_fail_with_a_reason(value, n, reason):
+    outcome = outcome_of(value, n)
+    assert outcome["state"] == "fail" and reason in outcome["reason"]
