@@ -25,7 +25,7 @@ from pathlib import Path
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _kernel import Kernel  # noqa: E402
+from _kernel import Kernel
 
 OBJECTIVE = "%%hpo_objective quad\nx = trial.suggest_float('x', -10, 10)\nx ** 2"
 SLOW = (
@@ -67,7 +67,8 @@ def running_after_interrupt(kernel: Kernel, folder: Path, rep: int) -> int:
         with sqlite3.connect(db) as conn:
             return conn.execute(
                 "SELECT COUNT(*) FROM trials JOIN studies USING (study_id) "
-                "WHERE study_name = ? AND state = 'RUNNING'", (name,)
+                "WHERE study_name = ? AND state = 'RUNNING'",
+                (name,),
             ).fetchone()[0]
 
     deadline = time.monotonic() + 60
@@ -89,16 +90,19 @@ def main(argv: list[str] | None = None) -> str:
         folder = Path(tmp)
         kernel = Kernel(str(folder))
         try:
-            kernel.ok("%load_ext hpo_nb\nimport time, optuna\n"
-                      "optuna.logging.set_verbosity(optuna.logging.WARNING)")
+            kernel.ok(
+                "%load_ext hpo_nb\nimport time, optuna\n"
+                "optuna.logging.set_verbosity(optuna.logging.WARNING)"
+            )
             kernel.ok(OBJECTIVE)
             kernel.ok(SLOW)
             t = time.perf_counter()
             kernel.ok("%hpo_run quad --n-trials 4 --study warmup --workers 2 --wait")
             cluster_start = time.perf_counter() - t
             for workers in (2, 1):
-                kernel.ok(f"%hpo_run quad --n-trials 4 --study warm{workers} "
-                          f"--workers {workers} --wait")
+                kernel.ok(
+                    f"%hpo_run quad --n-trials 4 --study warm{workers} --workers {workers} --wait"
+                )
                 raw, ours = phases.setdefault(workers, ([], []))
                 for rep in range(args.repeat):
                     raw.append(raw_optuna(folder, args.trials, rep))

@@ -1,6 +1,6 @@
 """Run every benchmark and write benchmarks/RESULTS.md (machine, versions, date, tables).
 
-    python benchmarks/run_all.py
+python benchmarks/run_all.py
 """
 
 from __future__ import annotations

@@ -53,9 +53,19 @@ def load_ipython_extension(ipython: Any) -> None:
     from ._magics import HpoMagics
 
     ipython.register_magics(HpoMagics)
+    # A kernel shutdown or restart sets ``exit_now`` before ipykernel terminates its child
+    # processes (and long before Python's exit handlers): the moment to stop cleanly.
+    ipython.observe(_on_kernel_exit, names="exit_now")
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext hpo_nb``: stop running studies and close the clusters hpo_nb started."""
+    ipython.unobserve(_on_kernel_exit, names="exit_now")
     stop_all()
     close_clusters()
+
+
+def _on_kernel_exit(change: Any) -> None:
+    if change["new"]:
+        stop_all("the kernel shut down", timeout=5.0)
+        close_clusters()

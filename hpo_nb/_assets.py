@@ -1,4 +1,4 @@
-"""Find the widget front-end files: the checkout's ``widgets/`` (hot reload) or the packaged copy."""
+"""Find the widget's front-end files: ``widgets/`` in a checkout (hot reload), else the wheel's."""
 
 from __future__ import annotations
 

@@ -101,8 +101,9 @@ class ControllerChannel:
 
     def reply(self, message: dict[str, Any], payload: dict[str, Any]) -> None:
         """Answer the request ``message`` without waiting (its task made the queue already)."""
-        put = self._client.scheduler.queue_put
-        self._client.loop.add_callback(put, name=message["reply_to"], data=payload)
+        loop = self._client.loop
+        assert loop is not None
+        loop.add_callback(self._client.scheduler.queue_put, name=message["reply_to"], data=payload)
 
     def cancel(self, attempts: list[str], reason: str) -> None:
         """Tell the waiting requests (if any) of these attempts that their trial was given up."""

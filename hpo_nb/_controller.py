@@ -92,7 +92,7 @@ class Controller:
         self._inbox.put(("stop", graceful, reason))
 
     def subscribe(self, observer: Callable[[Progress], None]) -> None:
-        """Call ``observer(progress)`` on every (throttled) update, starting with the current one."""
+        """Call ``observer(progress)`` now and on every (throttled) update."""
         self._observers = [*self._observers, observer]
         observer(self.progress)
 
@@ -302,17 +302,18 @@ class Controller:
         self._channel.reply(message, payload)
 
     def _on_future_done(self, future: Future) -> None:
-        task = self._tasks.get(future.key)
+        key = str(future.key)
+        task = self._tasks.get(key)
         if task is None or task.future is not future:
             return
         if future.status == "finished":
             self._on_message(future.result())
         elif task.trial is None:
-            self._drop(future.key)
+            self._drop(key)
         elif future.status == "error":
-            self._fail(future.key, f"worker failed: {_one_line(future.exception())}")
+            self._fail(key, f"worker failed: {_one_line(future.exception())}")
         else:
-            self._fail(future.key, "cancelled by the dask scheduler")
+            self._fail(key, "cancelled by the dask scheduler")
 
     # -- finishing trials ---------------------------------------------------------------------
     def _finish(self, key: str, message: dict[str, Any]) -> None:
@@ -398,8 +399,7 @@ class Controller:
     def _cancel(self, *, idle_only: bool, reason: str) -> None:
         """Cancel queued tasks (no trial yet) and, unless ``idle_only``, running trials."""
         doomed = [
-            (key, task) for key, task in self._tasks.items()
-            if task.trial is None or not idle_only
+            (key, task) for key, task in self._tasks.items() if task.trial is None or not idle_only
         ]
         if doomed and self._client is not None:
             self._client.cancel([task.future for _, task in doomed])

@@ -46,11 +46,19 @@ class HpoMagics(Magics):
         super().__init__(shell)
         self.objectives: dict[str, Objective] = {}
 
+    @property
+    def _user_ns(self) -> dict[str, Any]:
+        assert self.shell is not None
+        return self.shell.user_ns
+
     @magic_arguments()
     @argument("name", help="name of the objective (and of its study by default)")
     @argument("--direction", choices=DIRECTIONS, help="optimization direction (one objective)")
     @argument(
-        "--directions", nargs="+", choices=DIRECTIONS, metavar="D",
+        "--directions",
+        nargs="+",
+        choices=DIRECTIONS,
+        metavar="D",
         help="one direction per returned value (multi-objective)",
     )
     @cell_magic
@@ -66,16 +74,19 @@ class HpoMagics(Magics):
         args = parse_argstring(self.hpo_objective, line)
         try:
             directions = parse_directions(args.direction, args.directions)
-            objective = objective_from_cell(args.name, cell, self.shell.user_ns, directions)
+            objective = objective_from_cell(args.name, cell, self._user_ns, directions)
         except HpoError as e:
             raise UsageError(str(e)) from None
         self.objectives[objective.name] = objective
-        self.shell.user_ns[objective.name] = objective.func
+        self._user_ns[objective.name] = objective.func
 
     @magic_arguments()
     @argument("name", help="an objective defined with %%%%hpo_objective (or any f(trial))")
     @argument(
-        "--n-trials", type=_positive_int, required=True, metavar="N",
+        "--n-trials",
+        type=_positive_int,
+        required=True,
+        metavar="N",
         help="finished trials the study should reach in total (earlier runs count)",
     )
     @argument("--study", help="study name (default: the objective's name)")
@@ -85,7 +96,9 @@ class HpoMagics(Magics):
     @argument("--workers", type=_positive_int, metavar="K", help="local worker processes")
     @argument("--cluster", help="'local' (default) or the address of a dask scheduler")
     @argument(
-        "--timeout", type=_positive_float, metavar="SECONDS",
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
         help="start no new trial after this many seconds",
     )
     @argument("--seed", type=int, help="sampler seed")
@@ -123,9 +136,9 @@ class HpoMagics(Magics):
             )
         except HpoError as e:
             raise UsageError(str(e)) from None
-        handle._show_in_cell(self.shell.execution_count)
+        handle._show_in_cell(getattr(self.shell, "execution_count", None))
         if args.output:
-            self.shell.user_ns[args.output] = handle
+            self._user_ns[args.output] = handle
         if args.wait:
             handle.wait()
             if handle.state == RunState.FAILED:
@@ -134,13 +147,12 @@ class HpoMagics(Magics):
 
     def _objective(self, name: str) -> Objective:
         registered = self.objectives.get(name)
-        current = self.shell.user_ns.get(name)
+        current = self._user_ns.get(name)
         if registered is not None and (current is None or current is registered.func):
             return registered
         if callable(current):
             return as_objective(current)
         known = ", ".join(sorted(self.objectives)) or "none yet"
         raise UsageError(
-            f"unknown objective {name!r}: define it with %%hpo_objective {name} "
-            f"(defined: {known})"
+            f"unknown objective {name!r}: define it with %%hpo_objective {name} (defined: {known})"
         )

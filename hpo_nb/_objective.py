@@ -106,8 +106,7 @@ def objective_from_cell(
         raise HpoError(f"objective {name!r} is empty: write its body and end with the value")
     if not _returns_value(body):
         raise HpoError(
-            f"objective {name!r} has no value: end the cell with an expression "
-            "(or 'return value')"
+            f"objective {name!r} has no value: end the cell with an expression (or 'return value')"
         )
     if isinstance(body[-1], ast.Expr):
         body[-1] = ast.copy_location(ast.Return(value=body[-1].value), body[-1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import threading
 import types
@@ -15,10 +16,10 @@ from ._algorithms import make_pruner, make_sampler
 from ._cluster import get_client
 from ._controller import Controller
 from ._errors import HpoError
+from ._mirror import Mirror
 from ._objective import Objective, as_objective, parse_directions
 from ._progress import Progress, RunState
 from ._settings import settings
-from ._mirror import Mirror
 from ._storage import (
     display_url,
     fail_stale_trials,
@@ -132,7 +133,7 @@ class Run:
 
         return ProgressWidget(self._controller)
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
 
     def _ipython_display_(self) -> None:
@@ -194,6 +195,8 @@ def run(
     """
     _positive("n_trials", n_trials)
     _positive("workers", workers)
+    if workers is not None and cluster not in (None, "local"):
+        raise HpoError("--workers sizes the local cluster; an existing cluster keeps its workers")
     _positive("timeout", timeout, float)
     declared = (
         parse_directions(direction, directions) if direction is not None or directions else None
@@ -268,10 +271,15 @@ def active_runs() -> list[Run]:
         return [r for r in _active.values() if not r.done]
 
 
-def stop_all(reason: str = "stopped: hpo_nb unloaded", timeout: float = 30.0) -> None:
+def stop_all(reason: str = "hpo_nb unloaded", timeout: float = 30.0) -> None:
     """Stop every run of this process (running trials marked FAIL) and wait for them."""
     runs = active_runs()
     for r in runs:
         r.stop(reason=reason)
     for r in runs:
         r._controller.done.wait(timeout)
+
+
+# Runs before the clusters close (atexit is last in, first out): a kernel that shuts down or
+# restarts leaves no trial RUNNING.
+atexit.register(stop_all, "the kernel shut down", 10.0)

@@ -21,7 +21,11 @@ __all__ = [
     "storage_url",
 ]
 
-_DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient"}
+_DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "MySQLdb": "mysqlclient",
+}
 
 
 def storage_url(storage: str | None) -> str:
@@ -97,8 +101,11 @@ def load_or_create_study(
     shown = display_url(rdb.url)
     try:
         study = optuna.create_study(
-            study_name=name, storage=rdb, directions=list(directions),
-            sampler=sampler, pruner=pruner,
+            study_name=name,
+            storage=rdb,
+            directions=[optuna.study.StudyDirection[d.upper()] for d in directions],
+            sampler=sampler,
+            pruner=pruner,
         )
         return study, True
     except optuna.exceptions.DuplicatedStudyError:

@@ -5,6 +5,7 @@ This module imports no IPython or widget code, and never opens the study's stora
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
@@ -251,10 +252,8 @@ def outcome_of(value: Any, n_objectives: int) -> dict[str, Any]:
         return _fail(f"objective returned a {type(value).__name__} ({value!r:.40}), not a number")
     raw = [value]
     if not isinstance(value, (int, float, Mapping)):
-        try:  # a list, tuple, array or tensor of values
-            raw = list(value)
-        except TypeError:  # a scalar (numpy, torch, ...)
-            pass
+        with contextlib.suppress(TypeError):  # a scalar (numpy, torch, ...) stays as it is
+            raw = list(value)  # a list, tuple, array or tensor of values
     if len(raw) != n_objectives:
         return _fail(
             f"objective returned {len(raw)} value(s) but the study has {n_objectives} objective(s)"

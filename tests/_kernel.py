@@ -24,9 +24,7 @@ class Reply:
     @property
     def text(self) -> str:
         """Every text/plain output (display data and results), joined by newlines."""
-        return "\n".join(
-            o["data"].get("text/plain", "") for o in self.outputs if "data" in o
-        )
+        return "\n".join(o["data"].get("text/plain", "") for o in self.outputs if "data" in o)
 
     @property
     def error_text(self) -> str:

@@ -8,9 +8,9 @@ import time
 
 import optuna
 import pytest
+from _kernel import Kernel
 from optuna.trial import TrialState
 
-from _kernel import Kernel
 from hpo_nb._controller import FAIL_REASON_KEY
 
 pytestmark = pytest.mark.kernel
@@ -62,7 +62,8 @@ def running_in_db(kernel, name):
     with sqlite3.connect(path) as db:
         row = db.execute(
             "SELECT COUNT(*) FROM trials JOIN studies USING (study_id) "
-            "WHERE study_name = ? AND state = 'RUNNING'", (name,)
+            "WHERE study_name = ? AND state = 'RUNNING'",
+            (name,),
         ).fetchone()
     return row[0]
 
@@ -98,7 +99,16 @@ def test_the_kernel_stays_free_while_a_study_runs(kernel):
     assert running_in_db(kernel, "free") == 0
 
 
+def worker_pids(kernel):
+    code = (
+        "import os, hpo_nb._cluster as hc\nprint(sorted(hc.get_client().run(os.getpid).values()))"
+    )
+    return kernel.ok(code).stdout.strip()
+
+
 def test_interrupt_during_wait_leaves_no_running_trial(kernel):
+    kernel.ok("%hpo_run quad --n-trials 1 --study before_interrupt --wait")
+    pids = worker_pids(kernel)
     msg_id = kernel.submit("%hpo_run slow --n-trials 6 --study interrupted --wait")
     deadline = time.monotonic() + 60
     while running_in_db(kernel, "interrupted") < 2 and time.monotonic() < deadline:
@@ -111,9 +121,11 @@ def test_interrupt_during_wait_leaves_no_running_trial(kernel):
     trials = study_trials(kernel, "interrupted")
     assert {t.state for t in trials} == {TrialState.FAIL}
     assert {t.system_attrs[FAIL_REASON_KEY] for t in trials} == {"cancelled: interrupted"}
-    # The interrupt reached the whole process group; the local workers ignored it.
-    reply = kernel.ok("%hpo_run quad --n-trials 2 --study after_interrupt --wait -o r2\n"
-                      "print(r2.state.value)")
+    # Jupyter signals the kernel's whole process group; the local workers are not in it.
+    assert worker_pids(kernel) == pids
+    reply = kernel.ok(
+        "%hpo_run quad --n-trials 2 --study after_interrupt --wait -o r2\nprint(r2.state.value)"
+    )
     assert reply.stdout.strip() == "finished"
 
 
@@ -153,12 +165,18 @@ BAD_INPUT = [
     ("%hpo_run quad --n-trials 3 --timeout -5", "expected a positive number"),
     ("%hpo_run quad --n-trials 3 --workers two", "expected a positive integer, got 'two'"),
     ("%hpo_run quad --n-trials 3 --unknown 1", "unrecognized arguments: --unknown 1"),
-    ("%hpo_run quad --n-trials 3 --storage postgresql://127.0.0.1:1/none",
-     "cannot open storage postgresql://127.0.0.1:1/none"),
-    ("%hpo_run quad --n-trials 3 --direction maximize",
-     "optimizes minimize but the objective declares maximize"),
-    ("%%hpo_objective bad\nx = trial.suggest_float('x', 0, 1)\ny = = x\n",
-     "syntax error in objective 'bad', line 2: invalid syntax: y = = x"),
+    (
+        "%hpo_run quad --n-trials 3 --storage postgresql://127.0.0.1:1/none",
+        "cannot open storage postgresql://127.0.0.1:1/none",
+    ),
+    (
+        "%hpo_run quad --n-trials 3 --direction maximize",
+        "optimizes minimize but the objective declares maximize",
+    ),
+    (
+        "%%hpo_objective bad\nx = trial.suggest_float('x', 0, 1)\ny = = x\n",
+        "syntax error in objective 'bad', line 2: invalid syntax: y = = x",
+    ),
     ("%%hpo_objective bad --direction up\n1", "argument --direction: invalid choice: 'up'"),
     ("%%hpo_objective 9lives\n1", "'9lives' is not a valid objective name"),
 ]
@@ -180,8 +198,27 @@ def test_unload_stops_running_studies_and_closes_the_cluster(kernel):
     deadline = time.monotonic() + 60
     while running_in_db(kernel, "unloaded") < 1 and time.monotonic() < deadline:
         time.sleep(0.1)
-    reply = kernel.ok("%unload_ext hpo_nb\nimport hpo_nb._cluster as c\n"
-                      "print(hu.state.value, c._local is None)")
+    reply = kernel.ok(
+        "%unload_ext hpo_nb\nimport hpo_nb._cluster as c\nprint(hu.state.value, c._local is None)"
+    )
     assert reply.stdout.split() == ["stopped", "True"]
     assert running_in_db(kernel, "unloaded") == 0
     kernel.ok("%load_ext hpo_nb")  # loading again works
+
+
+def test_kernel_shutdown_leaves_no_running_trial(tmp_path):
+    k = Kernel(str(tmp_path))
+    k.cwd = tmp_path
+    try:
+        k.ok(SETUP)
+        k.ok(SLOW)
+        k.ok("%hpo_run slow --n-trials 4 --study shutdown")
+        deadline = time.monotonic() + 60
+        while running_in_db(k, "shutdown") < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert running_in_db(k, "shutdown") >= 1
+    finally:
+        k.shutdown()
+    assert running_in_db(k, "shutdown") == 0
+    reasons = {t.system_attrs[FAIL_REASON_KEY] for t in study_trials(k, "shutdown")}
+    assert reasons == {"cancelled: the kernel shut down"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 from hpo_nb._run import Run
 
@@ -22,13 +23,13 @@ def test_magics_do_not_own_the_study():
     """The magic layer only parses and delegates: it never touches optuna or dask itself."""
     import hpo_nb._magics as magics
 
-    source = open(magics.__file__).read()
+    source = Path(magics.__file__).read_text()
     assert "import optuna" not in source and "distributed" not in source
     assert hasattr(Run, "_ipython_display_")
 
 
 def test_the_wheel_ships_the_widget_front_end(tmp_path):
-    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[1]
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
         check=True,
@@ -38,14 +39,29 @@ def test_the_wheel_ships_the_widget_front_end(tmp_path):
     assert {"hpo_nb/_static/progress.js", "hpo_nb/_static/progress.css"} <= set(names)
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
-         str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
         check=True,
     )
     found = subprocess.run(
-        [sys.executable, "-I", "-c",
-         f"import sys; sys.path.insert(0, {str(target)!r}); "
-         "from hpo_nb._assets import asset; print(asset('progress.js'))"],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(target)!r}); "
+            "from hpo_nb._assets import asset; print(asset('progress.js'))",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     assert found == str(target / "hpo_nb" / "_static" / "progress.js")

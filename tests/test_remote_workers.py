@@ -35,9 +35,21 @@ def scheduler(tmp_path):
     file = tmp_path / "scheduler.json"
     procs = [
         subprocess.Popen(
-            [os.path.join(bin_dir, "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-             "--no-dashboard", "--scheduler-file", str(file)],
-            cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                os.path.join(bin_dir, "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(file),
+            ],
+            cwd=elsewhere,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
     ]
     deadline = time.monotonic() + 60
@@ -46,9 +58,22 @@ def scheduler(tmp_path):
     address = json.loads(file.read_text())["address"]
     procs.append(
         subprocess.Popen(
-            [os.path.join(bin_dir, "dask"), "worker", address, "--nworkers", "2",
-             "--nthreads", "1", "--no-dashboard", "--local-directory", str(elsewhere)],
-            cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                os.path.join(bin_dir, "dask"),
+                "worker",
+                address,
+                "--nworkers",
+                "2",
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--local-directory",
+                str(elsewhere),
+            ],
+            cwd=elsewhere,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
     )
     try:

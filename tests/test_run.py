@@ -93,7 +93,12 @@ def test_values_params_and_intermediate_values_are_stored(db):
 
 def test_pruning_runs_on_the_workers(db):
     run = hpo_nb.run(
-        pruned_when_bad, n_trials=30, storage=db, sampler="random", seed=3, pruner="median",
+        pruned_when_bad,
+        n_trials=30,
+        storage=db,
+        sampler="random",
+        seed=3,
+        pruner="median",
         wait=True,
     )
     states = collections.Counter(t.state for t in trials_of(db, "pruned_when_bad"))

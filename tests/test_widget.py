@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -42,8 +43,7 @@ def test_updates_are_throttled(db):
     assert run.state == RunState.FINISHED and updates[-1][1:] == (RunState.FINISHED, 300)
     # Changes of state are sent at once; between them, updates come at most every interval.
     steady = [
-        b[0] - a[0] for a, b in zip(updates, updates[1:])
-        if a[1] == b[1] == RunState.RUNNING
+        b[0] - a[0] for a, b in itertools.pairwise(updates) if a[1] == b[1] == RunState.RUNNING
     ]
     assert steady, "the run was too short to see regular updates"
     assert min(steady) >= hpo_nb.settings.widget_interval * 0.99, steady
@@ -58,7 +58,12 @@ def test_snapshot_json_is_strict_json():
 
 def test_summary_is_stable_and_short():
     p = Progress(
-        study="quickstart", target=30, complete=25, pruned=4, failed=1, best_value=0.97123456,
+        study="quickstart",
+        target=30,
+        complete=25,
+        pruned=4,
+        failed=1,
+        best_value=0.97123456,
         state=RunState.FINISHED,
     )
     assert p.summary() == (
@@ -70,8 +75,14 @@ def test_summary_is_stable_and_short():
 
 def test_eta_follows_this_runs_pace():
     start = time.time() - 10
-    p = Progress(study="s", target=30, finished_before=10, complete=20, started_at=start,
-                 state=RunState.RUNNING)
+    p = Progress(
+        study="s",
+        target=30,
+        finished_before=10,
+        complete=20,
+        started_at=start,
+        state=RunState.RUNNING,
+    )
     assert p.eta is not None and math.isclose(p.eta, 10.0, rel_tol=0.05)
     assert Progress(study="s", target=5, state=RunState.RUNNING).eta is None
 

@@ -30,8 +30,12 @@ class RecordingChannel:
 
 def ticket(**overrides):
     fields = dict(
-        number=0, n_objectives=1, datetime_start=None,
-        fixed_params={}, relative_params={}, relative_space={},
+        number=0,
+        n_objectives=1,
+        datetime_start=None,
+        fixed_params={},
+        relative_params={},
+        relative_space={},
     )
     fields.update(overrides)
     return TrialTicket(**fields)
