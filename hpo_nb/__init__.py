@@ -21,29 +21,44 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import presets
 from ._cluster import close_all as close_clusters
 from ._errors import HpoError
+from ._lifecycle import StudyInfo, StudyList, best, delete, export, resume, status, stop, studies
 from ._objective import Objective, objective_from_cell
 from ._progress import Progress, RunState
-from ._run import Run, active_runs, run, stop_all
+from ._run import ObjectiveChangedWarning, Run, active_runs, run, stop_all
 from ._settings import Settings, settings
+from ._space import SearchSpace
 
 __version__ = "0.1.0"
 
 __all__ = [
     "HpoError",
     "Objective",
+    "ObjectiveChangedWarning",
     "Progress",
     "Run",
     "RunState",
+    "SearchSpace",
     "Settings",
+    "StudyInfo",
+    "StudyList",
     "active_runs",
+    "best",
     "close_clusters",
+    "delete",
+    "export",
     "load_ipython_extension",
     "objective_from_cell",
+    "presets",
+    "resume",
     "run",
     "settings",
+    "status",
+    "stop",
     "stop_all",
+    "studies",
     "unload_ipython_extension",
 ]
 

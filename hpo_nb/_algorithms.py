@@ -1,37 +1,210 @@
-"""Samplers and pruners by name: thin factories over Optuna's own classes."""
+"""Samplers and pruners by name, with options: thin factories over Optuna's own classes.
+
+>>> make_sampler("tpe", seed=0, options={"n_startup_trials": 5})  # doctest: +ELLIPSIS
+<optuna.samplers._tpe.sampler.TPESampler object at ...>
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ast
+import dataclasses
+import importlib.util
+import inspect
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from ._errors import HpoError
 
-__all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler"]
+if TYPE_CHECKING:
+    from ._space import SearchSpace
 
-SAMPLERS: dict[str, Callable[[int | None], optuna.samplers.BaseSampler]] = {
-    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
-    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+__all__ = [
+    "PRUNERS",
+    "SAMPLERS",
+    "Context",
+    "make_pruner",
+    "make_sampler",
+    "parse_options",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a sampler may be chosen or configured from."""
+
+    directions: tuple[str, ...] = ("minimize",)
+    space: SearchSpace | None = None
+    n_trials: int | None = None
+    concurrency: int = 1
+
+
+def _gp(seed: int | None, options: dict[str, Any], ctx: Context) -> optuna.samplers.BaseSampler:
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("scipy") is None:
+        raise HpoError("the gp sampler needs PyTorch and SciPy: pip install 'hpo_nb[gp]'")
+    return optuna.samplers.GPSampler(seed=seed, **options)
+
+
+def _cmaes(seed: int | None, options: dict[str, Any], ctx: Context) -> optuna.samplers.BaseSampler:
+    if ctx.space is not None and not ctx.space.is_numeric:
+        raise HpoError(
+            "the cmaes sampler needs a numeric space without conditions; use tpe or auto"
+        )
+    return optuna.samplers.CmaEsSampler(seed=seed, **options)
+
+
+def _grid(seed: int | None, options: dict[str, Any], ctx: Context) -> optuna.samplers.BaseSampler:
+    options = dict(options)
+    grid = options.pop("search_space", None)
+    points = options.pop("points", 5)
+    if grid is None:
+        if ctx.space is None:
+            raise HpoError(
+                "the grid sampler needs a search space: pass --space, or the values with "
+                "--sampler-opt search_space={'x': [1, 2, 3]}"
+            )
+        grid = ctx.space.grid(points)
+    if not isinstance(grid, Mapping) or not all(
+        isinstance(v, Sequence) and not isinstance(v, str) and len(v) for v in grid.values()
+    ):
+        raise HpoError("grid search_space must map each parameter to a non-empty list of values")
+    return optuna.samplers.GridSampler(dict(grid), seed=seed, **options)
+
+
+def _simple(cls: type) -> Callable[[int | None, dict[str, Any], Context], Any]:
+    return lambda seed, options, ctx: cls(seed=seed, **options)
+
+
+def _auto(seed: int | None, options: dict[str, Any], ctx: Context) -> optuna.samplers.BaseSampler:
+    from ._auto import AutoSampler
+
+    return AutoSampler(seed=seed, context=ctx, **options)
+
+
+_Factory = Callable[[int | None, dict[str, Any], Context], optuna.samplers.BaseSampler]
+
+# name -> (factory, the class whose keyword arguments are its options)
+SAMPLERS: dict[str, tuple[_Factory, Any]] = {
+    "auto": (_auto, None),
+    # Optuna 5's TPE defaults: multivariate (single objective) and constant liar.
+    "tpe": (_simple(optuna.samplers.TPESampler), optuna.samplers.TPESampler),
+    "gp": (_gp, optuna.samplers.GPSampler),
+    "cmaes": (_cmaes, optuna.samplers.CmaEsSampler),
+    "nsga2": (_simple(optuna.samplers.NSGAIISampler), optuna.samplers.NSGAIISampler),
+    "nsga3": (_simple(optuna.samplers.NSGAIIISampler), optuna.samplers.NSGAIIISampler),
+    "random": (_simple(optuna.samplers.RandomSampler), optuna.samplers.RandomSampler),
+    "grid": (_grid, optuna.samplers.GridSampler),
+    "qmc": (_simple(optuna.samplers.QMCSampler), optuna.samplers.QMCSampler),
 }
 
-PRUNERS: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
+PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
     "median": optuna.pruners.MedianPruner,
+    "percentile": lambda percentile=25.0, **kw: optuna.pruners.PercentilePruner(percentile, **kw),
+    "sha": optuna.pruners.SuccessiveHalvingPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "threshold": optuna.pruners.ThresholdPruner,
+    "patient": lambda patience=3, min_delta=0.0, **kw: optuna.pruners.PatientPruner(
+        optuna.pruners.MedianPruner(**kw), patience, min_delta=min_delta
+    ),
+    "wilcoxon": optuna.pruners.WilcoxonPruner,
     "none": optuna.pruners.NopPruner,
 }
 
+# The options a pruner takes (for the name check and the help), when not its class's own.
+_PRUNER_OPTIONS = {
+    "percentile": ["percentile", *inspect.signature(optuna.pruners.MedianPruner).parameters],
+    "patient": [
+        "patience",
+        "min_delta",
+        *inspect.signature(optuna.pruners.MedianPruner).parameters,
+    ],
+}
+_EXTRA_SAMPLER_OPTIONS = {"grid": ["points"], "auto": ["gp_max_trials", "gp_max_seconds"]}
 
-def make_sampler(name: str, seed: int | None = None) -> optuna.samplers.BaseSampler:
-    """A sampler by name (``tpe``, ``random``)."""
-    factory = SAMPLERS.get(name)
-    if factory is None:
+
+def parse_options(pairs: Sequence[str] | Mapping[str, Any] | None) -> dict[str, Any]:
+    """``["n_startup_trials=5", "qmc_type=halton"]`` -> ``{"n_startup_trials": 5, ...}``.
+
+    Values are Python literals when they parse as one (numbers, True/False/None, lists, dicts),
+    else strings; ``true``/``false``/``none`` are accepted too.
+    """
+    if pairs is None:
+        return {}
+    if isinstance(pairs, Mapping):
+        return dict(pairs)
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise HpoError(f"option {pair!r} is not key=value (e.g. n_startup_trials=5)")
+        lowered = {"true": True, "false": False, "none": None, "null": None}
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = lowered.get(text.strip().lower(), text)
+        options[key.strip()] = value
+    return options
+
+
+def _check_names(kind: str, name: str, options: Mapping[str, Any], valid: list[str]) -> None:
+    for key in options:
+        if key == "seed":
+            raise HpoError(f"{kind} {name}: pass the seed with --seed, not as an option")
+        if key not in valid:
+            listed = ", ".join(sorted(valid)) or "none"
+            raise HpoError(f"unknown option {key!r} for {kind} {name}: valid options are {listed}")
+
+
+def _sampler_options(name: str) -> list[str]:
+    cls = SAMPLERS[name][1]
+    params = list(inspect.signature(cls).parameters) if cls is not None else []
+    return [p for p in params if p != "seed"] + _EXTRA_SAMPLER_OPTIONS.get(name, [])
+
+
+def make_sampler(
+    name: str,
+    seed: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    context: Context | None = None,
+) -> optuna.samplers.BaseSampler:
+    """A sampler by name: ``auto`` (the default), ``tpe``, ``gp``, ``cmaes``, ``nsga2``,
+    ``nsga3``, ``random``, ``grid`` or ``qmc``, with Optuna's keyword arguments as options."""
+    if name not in SAMPLERS:
         raise HpoError(f"unknown sampler {name!r}: choose from {', '.join(SAMPLERS)}")
-    return factory(seed)
+    options = dict(options or {})
+    _check_names("sampler", name, options, _sampler_options(name))
+    factory = SAMPLERS[name][0]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return factory(seed, options, context or Context())
+    except HpoError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise HpoError(f"sampler {name}: {_first_line(e)}") from None
 
 
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
-    """A pruner by name (``median``, ``none``)."""
+def make_pruner(name: str, options: Mapping[str, Any] | None = None) -> optuna.pruners.BasePruner:
+    """A pruner by name: ``median`` (the default), ``percentile``, ``sha``, ``hyperband``,
+    ``threshold``, ``patient``, ``wilcoxon`` or ``none``, with Optuna's keyword arguments."""
     factory = PRUNERS.get(name)
     if factory is None:
         raise HpoError(f"unknown pruner {name!r}: choose from {', '.join(PRUNERS)}")
-    return factory()
+    options = dict(options or {})
+    valid = _PRUNER_OPTIONS.get(name) or list(inspect.signature(factory).parameters)
+    _check_names("pruner", name, options, valid)
+    if name == "threshold" and options.get("lower") is None and options.get("upper") is None:
+        raise HpoError("pruner threshold needs --pruner-opt lower=X and/or upper=Y")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return factory(**options)
+    except (TypeError, ValueError) as e:
+        raise HpoError(f"pruner {name}: {_first_line(e)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -28,15 +28,31 @@ from ._channel import ControllerChannel, new_topic
 from ._errors import HpoError
 from ._mirror import Mirror, MirroredTrial
 from ._progress import Progress, RunState, check_transition
+from ._records import (
+    FAIL_REASON_KEY,
+    RECORD_KEY,
+    STOP_KEY,
+    TRACEBACK_KEY,
+    TRIAL_KEY,
+    now_iso,
+    session,
+)
 from ._settings import Settings
 from ._worker import PickledObjective, TrialTicket, run_slot
 
-__all__ = ["FAIL_REASON_KEY", "TRACEBACK_KEY", "Controller"]
-
-FAIL_REASON_KEY = "hpo_nb:fail_reason"
-TRACEBACK_KEY = "hpo_nb:traceback"
+__all__ = ["FAIL_REASON_KEY", "TRACEBACK_KEY", "Controller", "Limits"]
 _FINISH_GRACE = 5.0  # seconds to wait for a finished task's earlier messages
 _CAPACITY_REFRESH = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """When a run ends before its target: time limits and the patience rule."""
+
+    timeout: float | None = None  # start no new trial after this many seconds
+    max_time: float | None = None  # end the run (cancelling running trials) at this time
+    patience: int | None = None  # stop after this many finished trials without improvement
+    min_delta: float = 0.0  # the least change that counts as an improvement
 
 
 @dataclasses.dataclass
@@ -61,20 +77,27 @@ class Controller:
         objective: PickledObjective,
         target: int,
         connect: Callable[[], Client],
-        timeout: float | None,
+        limits: Limits,
         config: Settings,
+        trial_attrs: dict[str, Any] | None = None,
     ) -> None:
         self.study = study
         self._mirror = mirror
         self._objective = objective
         self._connect = connect
-        self._timeout = timeout
+        self._limits = limits
         self._config = config
+        self._trial_attrs = {TRIAL_KEY: {"session": session().session, **(trial_attrs or {})}}
         self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._tasks: dict[str, _Task] = {}
         self._observers: list[Callable[[Progress], None]] = []
         self._stop_reason: str | None = None
+        self._end_state = RunState.STOPPED
         self._deadline: float | None = None
+        self._hard_deadline: float | None = None
+        self._since_improvement = 0
+        self._last_record = 0.0
+        self._last_stop_check = 0.0
         self._client: Client | None = None
         self._channel: ControllerChannel | None = None
         self._objective_future: Future | None = None
@@ -126,15 +149,18 @@ class Controller:
                 if not self._tasks and self._no_more_trials():
                     break
                 self._step(self._wait_time())
-            self._end(RunState.STOPPED if self._stop_reason else RunState.FINISHED)
+            self._end(self._end_state if self._stop_reason else RunState.COMPLETED)
         except BaseException as e:  # the run must end in a stated state
             self._end(RunState.FAILED, _one_line(e))
         finally:
             self.done.set()
 
     def _start(self) -> None:
-        if self._timeout is not None:
-            self._deadline = time.monotonic() + self._timeout
+        now = time.monotonic()
+        if self._limits.timeout is not None:
+            self._deadline = now + self._limits.timeout
+        if self._limits.max_time is not None:
+            self._hard_deadline = now + self._limits.max_time
         if self.progress.finished >= self.progress.target:
             return
         self._update(note="connecting to the dask cluster")
@@ -144,7 +170,9 @@ class Controller:
             self._client, new_topic(), lambda message: self._inbox.put(("message", message))
         )
         self._objective_future = self._client.scatter(self._objective, broadcast=True, hash=False)
+        self._last_stop_check = time.time()  # stop requests older than this run do not count
         self._set_state(RunState.RUNNING, note="")
+        self._write_record()
         self._publish(force=True)
 
     def _step(self, wait: float) -> None:
@@ -183,8 +211,8 @@ class Controller:
                 self._update(reason=f"reached {p.target} finished trials")
             return True
         if self._deadline is not None and time.monotonic() >= self._deadline:
-            if not p.reason:
-                self._update(reason=f"time limit of {self._timeout:g} s reached")
+            self._stop_reason = f"time limit of {self._limits.timeout:g} s reached"
+            self._update(reason=self._stop_reason)
             return True
         return False
 
@@ -227,7 +255,7 @@ class Controller:
         if self._no_more_trials() or p.finished + self._running() >= p.target:
             self._reply(message, {"none": True})
             return
-        t = task.trial = self._mirror.ask()
+        t = task.trial = self._mirror.ask(self._trial_attrs)
         relative = {k: v for k, v in t.trial.relative_params.items() if k not in t.fixed_params}
         ticket = TrialTicket(
             number=t.number,
@@ -238,7 +266,14 @@ class Controller:
             relative_space=dict(t.trial.relative_search_space or {}),
         )
         self._reply(message, {"ticket": cloudpickle.dumps(ticket)})
-        self._update(running=self._running())
+        self._update(running=self._running(), sampler=self._sampler_text())
+
+    def _sampler_text(self) -> str:
+        sampler = self._mirror.study.sampler
+        choice = getattr(sampler, "choice", None)
+        if choice is not None:
+            return f"auto: {choice} ({getattr(sampler, 'reason', '')})"
+        return type(sampler).__name__
 
     # -- messages from tasks ------------------------------------------------------------------
     def _on_message(self, message: dict[str, Any]) -> None:
@@ -348,9 +383,12 @@ class Controller:
         self._drop(key, keep_queues=cancelled)
         p = self.progress
         changes: dict[str, Any] = {"running": self._running()}
+        self._since_improvement += 1
         if state == TrialState.COMPLETE:
             changes["complete"] = p.complete + 1
             if values is not None and len(values) == 1 and self._is_better(values[0]):
+                if self._improves(values[0]):
+                    self._since_improvement = 0
                 changes.update(
                     best_value=values[0], best_params=t.trial.params, best_number=t.number
                 )
@@ -360,6 +398,38 @@ class Controller:
             changes["failed"] = p.failed + 1
             changes["last_failure"] = f"trial {t.number}: {(attrs or {}).get(FAIL_REASON_KEY)}"
         self._update(**changes)
+        self._check_early_stop()
+
+    def _improves(self, value: float) -> bool:
+        """Better than the best by at least ``min_delta`` (the first value always is)."""
+        best = self.progress.best_value
+        if best is None:
+            return True
+        delta = self._limits.min_delta
+        return (
+            value < best - delta
+            if self.progress.directions[0] == "minimize"
+            else (value > best + delta)
+        )
+
+    def _check_early_stop(self) -> None:
+        if self._stop_reason is not None:
+            return
+        patience = self._limits.patience
+        if patience is not None and self._since_improvement >= patience:
+            best = self.progress.best_value
+            self._on_stop(
+                graceful=True,
+                reason=f"converged: no improvement of at least {self._limits.min_delta:g} in "
+                f"{patience} finished trials (best {best:.6g}, trial {self.progress.best_number})",
+                end=RunState.CONVERGED,
+            )
+        elif self._mirror.sampler_done:
+            self._on_stop(
+                graceful=True,
+                reason="the sampler has tried every point of its grid",
+                end=RunState.COMPLETED,
+            )
 
     def _drop(self, key: str, keep_queues: bool = False) -> None:
         task = self._tasks.pop(key)
@@ -388,9 +458,10 @@ class Controller:
         }
 
     # -- stopping -----------------------------------------------------------------------------
-    def _on_stop(self, *, graceful: bool, reason: str) -> None:
+    def _on_stop(self, *, graceful: bool, reason: str, end: RunState = RunState.STOPPED) -> None:
         if self._stop_reason is None:
             self._stop_reason = reason
+            self._end_state = end
             self._update(reason=reason)
         self._cancel(idle_only=graceful, reason=f"cancelled: {reason}")
         if self._tasks and self.progress.state == RunState.RUNNING:
@@ -416,7 +487,7 @@ class Controller:
         try:
             if self._tasks:
                 self._cancel(idle_only=False, reason=f"cancelled: {reason or 'run ended'}")
-            self._mirror.close()  # every write has reached the storage
+            self._mirror.flush()  # every write has reached the storage
         except Exception as e:  # the storage failed; trials left RUNNING expire as stale
             state, reason = RunState.FAILED, reason or _one_line(e)
         finally:
@@ -430,12 +501,22 @@ class Controller:
         elif self.progress.state == RunState.STARTING:
             self._set_state(RunState.RUNNING)
         self._set_state(state, ended_at=time.time(), note="")
+        with contextlib.suppress(Exception):  # a failed storage cannot take the record
+            self._write_record()
+            self._mirror.close()
         self._publish(force=True)
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _housekeeping(self) -> None:
         self._mirror.check()
         now = time.monotonic()
+        if self._hard_deadline is not None and now >= self._hard_deadline:
+            self._hard_deadline = None
+            self._on_stop(graceful=False, reason=f"max time of {self._limits.max_time:g} s reached")
+        if self._client is not None and time.time() - self._last_stop_check > 1.0:
+            self._check_stop_request()
+        if self._client is not None and now - self._last_record > self._config.record_interval:
+            self._write_record()
         for key, task in list(self._tasks.items()):
             if task.waiting_since is not None and now - task.waiting_since > _FINISH_GRACE:
                 for parked in task.parked.values():  # give up on lost messages
@@ -450,12 +531,46 @@ class Controller:
         if self._dirty:
             self._publish()
 
+    def _check_stop_request(self) -> None:
+        """Obey a stop that ``%hpo_stop`` wrote into the storage (from any kernel)."""
+        request = self._mirror.read_study_attrs().get(STOP_KEY)
+        checked, self._last_stop_check = self._last_stop_check, time.time()
+        if isinstance(request, dict) and float(request.get("time", 0)) >= checked - 1.0:
+            now = bool(request.get("now"))
+            self._on_stop(graceful=not now, reason=f"stopped by %hpo_stop from {request['by']}")
+
+    def _write_record(self) -> None:
+        """The study's state in the storage, for %hpo_list and other kernels."""
+        self._last_record = time.monotonic()
+        p = self.progress
+        self._mirror.set_study_attr(
+            RECORD_KEY,
+            {
+                "state": p.state.value,
+                "reason": p.reason,
+                "owner": session().to_json(),
+                "heartbeat": time.time(),
+                "updated": now_iso(),
+                "counts": {
+                    "complete": p.complete,
+                    "pruned": p.pruned,
+                    "failed": p.failed,
+                    "running": p.running,
+                },
+                "target": p.target,
+                "best_value": p.best_value,
+                "best_number": p.best_number,
+                "sampler": p.sampler,
+            },
+        )
+
     def _wait_time(self) -> float:
         wait = 1.0
         if self._dirty:
             wait = max(0.0, self._config.widget_interval - (time.monotonic() - self._last_publish))
-        if self._deadline is not None:
-            wait = min(wait, max(0.0, self._deadline - time.monotonic()))
+        for deadline in (self._deadline, self._hard_deadline):
+            if deadline is not None:
+                wait = min(wait, max(0.0, deadline - time.monotonic()))
         return wait
 
     def _set_state(self, state: RunState, **changes: Any) -> None:

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
+import json
+import pprint
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ._algorithms import PRUNERS, SAMPLERS
+from . import _lifecycle as lifecycle
+from ._algorithms import PRUNERS, SAMPLERS, parse_options
 from ._errors import HpoError
 from ._objective import DIRECTIONS, Objective, as_objective, objective_from_cell, parse_directions
 from ._progress import RunState
-from ._run import Run, run
+from ._run import Run, active_runs, run
+from ._space import SearchSpace
 
 __all__ = ["HpoMagics"]
 
@@ -38,9 +46,113 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _unquote(text: str) -> str:
+    """IPython keeps the quotes around an argument: ``'{x: 1}'`` arrives quoted."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+def _flat(groups: list[list[str]] | None) -> list[str]:
+    return [_unquote(item) for group in groups or [] for item in group]
+
+
+def _storage_argument(func: Callable[..., Any]) -> Callable[..., Any]:
+    return argument("--storage", help="database URL or SQLite file (default: hpo.db)")(func)
+
+
+_RUN_OPTIONS = [
+    argument("--study", help="study name (default: the objective's name)"),
+    argument("--sampler", choices=list(SAMPLERS), help="search algorithm (default: auto)"),
+    argument(
+        "--sampler-opt",
+        nargs="+",
+        action="append",
+        metavar="KEY=VALUE",
+        help="sampler option, e.g. n_startup_trials=5 (Optuna's keyword arguments)",
+    ),
+    argument("--pruner", choices=list(PRUNERS), help="pruning rule (default: median)"),
+    argument(
+        "--pruner-opt",
+        nargs="+",
+        action="append",
+        metavar="KEY=VALUE",
+        help="pruner option, e.g. n_warmup_steps=3",
+    ),
+    argument(
+        "--space",
+        metavar="SPACE",
+        help="declarative search space: a variable, a YAML/JSON file, or YAML/JSON text",
+    ),
+    argument(
+        "--enqueue",
+        metavar="CONFIGS",
+        help="configurations to try first: a variable or a literal (dict or list of dicts)",
+    ),
+    argument("--workers", type=_positive_int, metavar="K", help="local worker processes"),
+    argument("--cluster", help="'local' (default) or the address of a dask scheduler"),
+    argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="start no new trial after this many seconds",
+    ),
+    argument(
+        "--max-time",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="end the run at this time, cancelling running trials",
+    ),
+    argument(
+        "--patience",
+        type=_positive_int,
+        metavar="N",
+        help="stop when the best value has not improved over N finished trials",
+    ),
+    argument(
+        "--min-delta",
+        type=_non_negative_float,
+        metavar="D",
+        help="the least change that counts as an improvement (with --patience)",
+    ),
+    argument("--seed", type=int, help="sampler seed (a serial run is then reproducible)"),
+    argument(
+        "--ci-trials",
+        type=_positive_int,
+        metavar="N",
+        help="when the CI environment variable is set: N trials and a fixed seed",
+    ),
+    argument(
+        "--retry-failed",
+        action="store_true",
+        help="re-run the trials a dead kernel left behind, with the same parameters",
+    ),
+    argument("--direction", choices=DIRECTIONS, help="override the objective's direction"),
+    argument("--directions", nargs="+", choices=DIRECTIONS, metavar="D"),
+    argument("--wait", action="store_true", help="block until the study ends"),
+    argument("-o", dest="output", metavar="VAR", help="store the run handle in VAR"),
+]
+
+
+def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(_RUN_OPTIONS):
+        func = decorator(func)
+    return _storage_argument(func)
+
+
 @magics_class
 class HpoMagics(Magics):
-    """``%%hpo_objective`` and ``%hpo_run``."""
+    """``%%hpo_objective``, ``%hpo_run`` and the study life-cycle magics."""
 
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
@@ -51,6 +163,7 @@ class HpoMagics(Magics):
         assert self.shell is not None
         return self.shell.user_ns
 
+    # -- defining and running ----------------------------------------------------------------
     @magic_arguments()
     @argument("name", help="name of the objective (and of its study by default)")
     @argument("--direction", choices=DIRECTIONS, help="optimization direction (one objective)")
@@ -60,6 +173,11 @@ class HpoMagics(Magics):
         choices=DIRECTIONS,
         metavar="D",
         help="one direction per returned value (multi-objective)",
+    )
+    @argument(
+        "--space",
+        metavar="SPACE",
+        help="declarative search space; the cell gets the suggested values as `params`",
     )
     @cell_magic
     def hpo_objective(self, line: str, cell: str) -> None:
@@ -72,11 +190,10 @@ class HpoMagics(Magics):
             (x - 2) ** 2
         """
         args = parse_argstring(self.hpo_objective, line)
-        try:
+        with _usage_errors():
             directions = parse_directions(args.direction, args.directions)
-            objective = objective_from_cell(args.name, cell, self._user_ns, directions)
-        except HpoError as e:
-            raise UsageError(str(e)) from None
+            space = self._space(args.space) if args.space else None
+            objective = objective_from_cell(args.name, cell, self._user_ns, directions, space)
         self.objectives[objective.name] = objective
         self._user_ns[objective.name] = objective.func
 
@@ -89,23 +206,7 @@ class HpoMagics(Magics):
         metavar="N",
         help="finished trials the study should reach in total (earlier runs count)",
     )
-    @argument("--study", help="study name (default: the objective's name)")
-    @argument("--storage", help="database URL or SQLite file (default: sqlite:///hpo.db)")
-    @argument("--sampler", choices=sorted(SAMPLERS), default="tpe", help="search algorithm")
-    @argument("--pruner", choices=sorted(PRUNERS), default="median", help="pruning rule")
-    @argument("--workers", type=_positive_int, metavar="K", help="local worker processes")
-    @argument("--cluster", help="'local' (default) or the address of a dask scheduler")
-    @argument(
-        "--timeout",
-        type=_positive_float,
-        metavar="SECONDS",
-        help="start no new trial after this many seconds",
-    )
-    @argument("--seed", type=int, help="sampler seed")
-    @argument("--direction", choices=DIRECTIONS, help="override the objective's direction")
-    @argument("--directions", nargs="+", choices=DIRECTIONS, metavar="D")
-    @argument("--wait", action="store_true", help="block until the study ends")
-    @argument("-o", dest="output", metavar="VAR", help="store the run handle in VAR")
+    @_run_options
     @line_magic
     def hpo_run(self, line: str) -> Run:
         """Create or resume a study and run it on dask; the kernel stays free unless --wait.
@@ -116,26 +217,41 @@ class HpoMagics(Magics):
         """
         args = parse_argstring(self.hpo_run, line)
         objective = self._objective(args.name)
-        try:
+        with _usage_errors():
             declared = (
                 parse_directions(args.direction, args.directions)
                 if args.direction or args.directions
                 else None
             )
-            handle = run(
-                as_objective(objective, declared),
-                args.n_trials,
-                study=args.study,
-                storage=args.storage,
-                sampler=args.sampler,
-                pruner=args.pruner,
-                workers=args.workers,
-                cluster=args.cluster,
-                timeout=args.timeout,
-                seed=args.seed,
+            handle = run(as_objective(objective, declared), args.n_trials, **self._options(args))
+        return self._show(handle, args)
+
+    @magic_arguments()
+    @argument("study", help="the study to run again, with the configuration it last ran with")
+    @argument("--n-trials", type=_positive_int, metavar="N", help="new total target")
+    @argument(
+        "--retry-failed",
+        action="store_true",
+        help="re-run the trials a dead kernel left behind, with the same parameters",
+    )
+    @_storage_argument
+    @argument("--wait", action="store_true", help="block until the study ends")
+    @argument("-o", dest="output", metavar="VAR", help="store the run handle in VAR")
+    @line_magic
+    def hpo_resume(self, line: str) -> Run:
+        """Resume a study (after a restart, or one stopped earlier) with its last configuration."""
+        args = parse_argstring(self.hpo_resume, line)
+        known: dict[str, Any] = {
+            **{k: v for k, v in self._user_ns.items() if callable(v)},
+            **self.objectives,
+        }
+        with _usage_errors():
+            handle = lifecycle.resume(
+                args.study, known, args.storage, args.n_trials, retry_failed=args.retry_failed
             )
-        except HpoError as e:
-            raise UsageError(str(e)) from None
+        return self._show(handle, args)
+
+    def _show(self, handle: Run, args: argparse.Namespace) -> Run:
         handle._show_in_cell(getattr(self.shell, "execution_count", None))
         if args.output:
             self._user_ns[args.output] = handle
@@ -144,6 +260,147 @@ class HpoMagics(Magics):
             if handle.state == RunState.FAILED:
                 raise UsageError(f"study {handle.study.study_name!r} failed: {handle.reason}")
         return handle
+
+    # -- the life cycle ----------------------------------------------------------------------
+    @magic_arguments()
+    @_storage_argument
+    @line_magic
+    def hpo_list(self, line: str) -> lifecycle.StudyList:
+        """The studies of a storage: state, counts, best value, sampler, last activity."""
+        args = parse_argstring(self.hpo_list, line)
+        with _usage_errors():
+            return lifecycle.studies(args.storage)
+
+    @magic_arguments()
+    @argument("study", nargs="?", help="a study (default: the studies run in this kernel)")
+    @_storage_argument
+    @line_magic
+    def hpo_status(self, line: str) -> Any:
+        """A study's state and its reason, counts, best value and sampler."""
+        args = parse_argstring(self.hpo_status, line)
+        with _usage_errors():
+            if args.study:
+                return lifecycle.status(args.study, args.storage)
+            names = dict.fromkeys(r.study.study_name for r in active_runs())
+            return lifecycle.StudyList(lifecycle.status(n) for n in names)
+
+    @magic_arguments()
+    @argument("study", nargs="?", help="a study (default: every run of this kernel)")
+    @argument("--now", action="store_true", help="cancel running trials (marked FAIL)")
+    @_storage_argument
+    @line_magic
+    def hpo_stop(self, line: str) -> None:
+        """Stop a study gracefully (running trials finish) or --now, from any kernel."""
+        args = parse_argstring(self.hpo_stop, line)
+        with _usage_errors():
+            names = [args.study] if args.study else [r.study.study_name for r in active_runs()]
+            if not names:
+                raise HpoError("no study is running in this kernel: name the study to stop")
+            for name in names:
+                print(lifecycle.stop(name, args.storage, now=args.now))
+
+    @magic_arguments()
+    @argument("study")
+    @argument("--cell", action="store_true", help="insert a cell below with the parameters")
+    @_storage_argument
+    @line_magic
+    def hpo_best(self, line: str) -> Any:
+        """The best parameters (or the Pareto front of a multi-objective study)."""
+        args = parse_argstring(self.hpo_best, line)
+        with _usage_errors():
+            result = lifecycle.best(args.study, args.storage)
+            info = lifecycle.status(args.study, args.storage)
+        if isinstance(result, dict):
+            print(f"best value {info.best_value:.6g} (trial {info.best_number}) of {args.study!r}")
+            text = f"best_params = {pprint.pformat(result, sort_dicts=False)}"
+        else:
+            print(f"Pareto front of {args.study!r}: {len(result)} trials")
+            text = f"pareto_front = {pprint.pformat(result, sort_dicts=False)}"
+        if args.cell and self.shell is not None:
+            self.shell.set_next_input(text, replace=False)
+        return result
+
+    @magic_arguments()
+    @argument("study")
+    @argument(
+        "--format",
+        required=True,
+        choices=["json", "csv", "parquet"],
+        help="json: the best configuration; csv, parquet: every trial",
+    )
+    @argument("--out", required=True, metavar="PATH")
+    @_storage_argument
+    @line_magic
+    def hpo_export(self, line: str) -> None:
+        """Write a study's best configuration (json) or its trials table (csv, parquet)."""
+        args = parse_argstring(self.hpo_export, line)
+        with _usage_errors():
+            path = lifecycle.export(args.study, args.out, args.format, args.storage)
+        print(f"wrote {path}")
+
+    @magic_arguments()
+    @argument("study")
+    @argument("--yes", action="store_true", help="confirm: the trials are gone for good")
+    @_storage_argument
+    @line_magic
+    def hpo_delete(self, line: str) -> None:
+        """Delete a study and its trials."""
+        args = parse_argstring(self.hpo_delete, line)
+        if not args.yes:
+            raise UsageError(f"deleting {args.study!r} removes all its trials: add --yes")
+        with _usage_errors():
+            lifecycle.delete(args.study, args.storage)
+        print(f"deleted {args.study!r}")
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _options(self, args: argparse.Namespace) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "study": args.study,
+            "storage": args.storage,
+            "workers": args.workers,
+            "cluster": args.cluster,
+            "timeout": args.timeout,
+            "max_time": args.max_time,
+            "patience": args.patience,
+            "seed": args.seed,
+            "ci_trials": args.ci_trials,
+            "retry_failed": args.retry_failed,
+            "sampler_options": parse_options(_flat(args.sampler_opt)),
+            "pruner_options": parse_options(_flat(args.pruner_opt)),
+        }
+        if args.sampler:
+            options["sampler"] = args.sampler
+        if args.pruner:
+            options["pruner"] = args.pruner
+        if args.min_delta is not None:
+            options["min_delta"] = args.min_delta
+        if args.space:
+            options["space"] = self._space(args.space)
+        if args.enqueue:
+            options["enqueue"] = self._value(args.enqueue, "--enqueue")
+        return options
+
+    def _space(self, text: str) -> SearchSpace:
+        """A variable, a YAML/JSON file, or YAML/JSON text."""
+        text = _unquote(text)
+        if text.isidentifier() and text in self._user_ns:
+            return SearchSpace.parse(self._user_ns[text])
+        path = Path(text).expanduser()
+        if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
+            return SearchSpace.parse(path.read_text())
+        return SearchSpace.parse(text)
+
+    def _value(self, text: str, option: str) -> Any:
+        """A variable or a Python/JSON literal."""
+        text = _unquote(text)
+        if text.isidentifier() and text in self._user_ns:
+            return self._user_ns[text]
+        for parse in (ast.literal_eval, json.loads):
+            try:
+                return parse(text)
+            except (ValueError, SyntaxError):
+                continue
+        raise HpoError(f"{option} {text!r} is neither a variable nor a literal dict or list")
 
     def _objective(self, name: str) -> Objective:
         registered = self.objectives.get(name)
@@ -156,3 +413,12 @@ class HpoMagics(Magics):
         raise UsageError(
             f"unknown objective {name!r}: define it with %%hpo_objective {name} (defined: {known})"
         )
+
+
+@contextlib.contextmanager
+def _usage_errors() -> Iterator[None]:
+    """Turn hpo_nb's one-line errors into IPython's one-line ``UsageError``."""
+    try:
+        yield
+    except HpoError as e:
+        raise UsageError(str(e)) from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -90,28 +91,69 @@ class Mirror:
         if self._write_error is not None:
             raise self._write_error
 
-    def close(self) -> None:
+    def flush(self) -> None:
         """Wait for every pending write; raise the first error any write met."""
+        self._writer.submit(lambda: None).result()
+        self.check()
+
+    def close(self) -> None:
+        """Flush, then stop the writer thread."""
         self._writer.shutdown(wait=True)
         self.check()
 
-    def _create_trial(self, waiting_id: int | None) -> tuple[int, int]:
-        """A RUNNING trial in the storage (an enqueued one if possible): its id and number."""
+    def _create_trial(self, waiting_id: int | None, attrs: dict[str, Any]) -> tuple[int, int]:
+        """A RUNNING trial in the storage (an enqueued one if possible), carrying ``attrs`` from
+        its first moment: a trial whose kernel dies at once is still known to be that kernel's.
+        Returns its id and number."""
         rdb = self._rdb
-        if waiting_id is not None and rdb.set_trial_state_values(waiting_id, TrialState.RUNNING):
-            trial_id, number = waiting_id, rdb.get_trial_number_from_id(waiting_id)
-        else:
-            # What Optuna's own cache calls: one transaction gives both the id and the number.
-            frozen = rdb._create_new_trial(self._study_id)
-            trial_id, number = frozen._trial_id, frozen.number
-        rdb.record_heartbeat(trial_id)
-        return trial_id, number
+        if waiting_id is not None:
+            for key, value in attrs.items():
+                rdb.set_trial_system_attr(waiting_id, key, value)
+            if rdb.set_trial_state_values(waiting_id, TrialState.RUNNING):
+                rdb.record_heartbeat(waiting_id)
+                return waiting_id, rdb.get_trial_number_from_id(waiting_id)
+        template = FrozenTrial(
+            number=-1,
+            state=TrialState.RUNNING,
+            value=None,
+            datetime_start=datetime.datetime.now(),
+            datetime_complete=None,
+            params={},
+            distributions={},
+            user_attrs={},
+            system_attrs=attrs,
+            intermediate_values={},
+            trial_id=-1,
+        )
+        # What Optuna's own cache calls: one transaction creates it and gives id and number.
+        frozen = rdb._create_new_trial(self._study_id, template)
+        rdb.record_heartbeat(frozen._trial_id)
+        return frozen._trial_id, frozen.number
+
+    # -- the study ---------------------------------------------------------------------------
+    def set_study_attr(self, key: str, value: Any) -> None:
+        """Write a study system attribute (after every earlier write)."""
+        self._write(self._rdb.set_study_system_attr, self._study_id, key, value)
+
+    def read_study_attrs(self) -> dict[str, Any]:
+        """The study's system attributes as the storage has them now (other kernels write too)."""
+        return self._rdb.get_study_system_attrs(self._study_id)
+
+    @property
+    def sampler_done(self) -> bool:
+        """True once the sampler has nothing left to try (a grid sampler's exhausted grid)."""
+        return bool(getattr(self.study, "_stop_flag", False))
 
     # -- a trial's life ----------------------------------------------------------------------
-    def ask(self) -> MirroredTrial:
+    def ask(self, attrs: dict[str, Any] | None = None) -> MirroredTrial:
+        """Start a trial; ``attrs`` are system attributes for its record in the storage."""
+        # Samplers signal "nothing left" with study.stop(), which Optuna allows only inside
+        # its optimize loop; this thread is that loop.
+        self.study._thread_local.in_optimize_loop = True
         trial = self.study.ask()
         memory_id = trial._trial_id
-        created = self._write(self._create_trial, self._waiting.pop(memory_id, None))
+        waiting = self._waiting.pop(memory_id, None)
+        created = self._write(self._create_trial, waiting, dict(attrs or {}))
         frozen = self._memory.get_trial(memory_id)
         self._persisted_attrs[memory_id] = dict(frozen.system_attrs)
         storage_id, number = created.result()

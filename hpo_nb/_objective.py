@@ -11,12 +11,16 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
+import json
 import keyword
 import linecache
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import HpoError
+
+if TYPE_CHECKING:
+    from ._space import SearchSpace
 
 __all__ = ["DIRECTIONS", "Objective", "as_objective", "objective_from_cell", "parse_directions"]
 
@@ -31,15 +35,32 @@ class Objective:
     func: Callable[[Any], Any]
     directions: tuple[str, ...] = ("minimize",)
     source: str | None = None
+    space: SearchSpace | None = None
 
     def __call__(self, trial: Any) -> Any:
         return self.func(trial)
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of the source, to tell versions of an objective apart."""
+        """A short hash of the source and the space, to tell versions of an objective apart."""
         text = self.source if self.source is not None else getattr(self.func, "__qualname__", "")
+        if self.space is not None:
+            text += json.dumps(self.space.to_dict(), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def with_space(self, space: SearchSpace) -> Objective:
+        """The same objective over a declarative ``space`` (its values arrive as ``params``)."""
+        if self.source is not None:
+            namespace = getattr(self.func, "__globals__", {})
+            return objective_from_cell(self.name, self.source, namespace, self.directions, space)
+        func = self.func
+
+        def with_params(trial: Any) -> Any:
+            space.suggest(trial)  # the objective reads them from trial.params
+            return func(trial)
+
+        with_params.__name__ = getattr(func, "__name__", self.name)
+        return dataclasses.replace(self, func=with_params, space=space)
 
     @property
     def filename(self) -> str:
@@ -89,11 +110,13 @@ def objective_from_cell(
     source: str,
     namespace: dict[str, Any],
     directions: Sequence[str] = ("minimize",),
+    space: SearchSpace | None = None,
 ) -> Objective:
     """Compile a cell body into ``name(trial)``: its last expression (or a ``return``) is the value.
 
     The function's globals are ``namespace`` (the notebook's), so it sees every variable, import and
-    function defined there. Syntax errors name the line of the cell.
+    function defined there. Syntax errors name the line of the cell. With a declarative ``space``
+    the cell starts with ``params``, the values suggested from it.
     """
     _check_name(name)
     filename = f"<hpo_objective {name}>"
@@ -110,10 +133,21 @@ def objective_from_cell(
         )
     if isinstance(body[-1], ast.Expr):
         body[-1] = ast.copy_location(ast.Return(value=body[-1].value), body[-1])
-    template = ast.parse(f"def {name}(trial):\n    pass\n", filename=filename)
-    func_def = template.body[0]
-    assert isinstance(func_def, ast.FunctionDef)
-    func_def.body = body
+    # A closure over the space: the compiled function stays a plain f(trial).
+    template = ast.parse(
+        f"def __hpo_make__(__hpo_space__):\n"
+        f"    def {name}(trial):\n"
+        f"        params = __hpo_space__.suggest(trial) if __hpo_space__ is not None else {{}}\n"
+        f"    return {name}\n",
+        filename=filename,
+    )
+    maker = template.body[0]
+    assert isinstance(maker, ast.FunctionDef) and isinstance(maker.body[0], ast.FunctionDef)
+    func_def = maker.body[0]
+    prologue = func_def.body if space is not None else []
+    for node in prologue:  # tracebacks point at the cell's first line for the space
+        ast.increment_lineno(node, 1 - node.lineno)
+    func_def.body = [*prologue, *body]
     ast.fix_missing_locations(template)
     try:
         code = compile(template, filename, "exec")
@@ -121,10 +155,12 @@ def objective_from_cell(
         raise HpoError(_syntax_message(name, e)) from None
     scratch: dict[str, Any] = {}
     exec(code, namespace, scratch)
-    func = scratch[name]
+    func = scratch["__hpo_make__"](space)
     if _is_generator(func):
         raise HpoError(f"objective {name!r} uses 'yield': return the value instead")
-    objective = Objective(name=name, func=func, directions=tuple(directions), source=source)
+    objective = Objective(
+        name=name, func=func, directions=tuple(directions), source=source, space=space
+    )
     objective.register_source()
     return objective
 

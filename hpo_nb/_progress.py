@@ -12,24 +12,26 @@ __all__ = ["Progress", "RunState", "check_transition"]
 
 
 class RunState(str, enum.Enum):
-    """Where a run is in its life."""
+    """Where a run is in its life; the last four are ends, each with a reason."""
 
     STARTING = "starting"
     RUNNING = "running"
     STOPPING = "stopping"
-    FINISHED = "finished"
-    STOPPED = "stopped"
-    FAILED = "failed"
+    COMPLETED = "completed"  # reached its target (or its grid is exhausted)
+    CONVERGED = "converged"  # the best value stopped improving (--patience)
+    STOPPED = "stopped"  # a stop, an interrupt or a time limit
+    FAILED = "failed"  # the run itself could not go on (the storage failed, ...)
 
     @property
     def done(self) -> bool:
-        return self in (RunState.FINISHED, RunState.STOPPED, RunState.FAILED)
+        return self in _ENDS
 
 
+_ENDS = {RunState.COMPLETED, RunState.CONVERGED, RunState.STOPPED, RunState.FAILED}
 _ALLOWED = {
     RunState.STARTING: {RunState.RUNNING, RunState.STOPPING, RunState.STOPPED, RunState.FAILED},
-    RunState.RUNNING: {RunState.STOPPING, RunState.FINISHED, RunState.STOPPED, RunState.FAILED},
-    RunState.STOPPING: {RunState.FINISHED, RunState.STOPPED, RunState.FAILED},
+    RunState.RUNNING: {RunState.STOPPING, *_ENDS},
+    RunState.STOPPING: _ENDS,
 }
 
 
@@ -58,6 +60,7 @@ class Progress:
     best_params: dict[str, Any] = dataclasses.field(default_factory=dict)
     best_number: int | None = None
     last_failure: str = ""
+    sampler: str = ""
     started_at: float = dataclasses.field(default_factory=time.time)
     ended_at: float | None = None
 

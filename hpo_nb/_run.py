@@ -4,35 +4,35 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
+import os
 import threading
 import types
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 import optuna
+from optuna.storages import RDBStorage
 
-from ._algorithms import make_pruner, make_sampler
+from ._algorithms import Context, make_pruner, make_sampler
 from ._cluster import get_client
-from ._controller import Controller
+from ._controller import Controller, Limits
 from ._errors import HpoError
 from ._mirror import Mirror
 from ._objective import Objective, as_objective, parse_directions
 from ._progress import Progress, RunState
+from ._records import CONFIG_KEY, recover
 from ._settings import settings
-from ._storage import (
-    display_url,
-    fail_stale_trials,
-    load_or_create_study,
-    open_storage,
-    storage_url,
-)
+from ._space import SearchSpace
+from ._storage import display_url, load_or_create_study, open_storage, storage_url
 from ._worker import PickledObjective
 
 if TYPE_CHECKING:
     from ._widget import ProgressWidget
 
-__all__ = ["Run", "active_runs", "run", "stop_all"]
+__all__ = ["ObjectiveChangedWarning", "Run", "active_runs", "find_run", "run", "stop_all"]
 
 _runs_lock = threading.Lock()
 _active: dict[tuple[str, str], Run] = {}
@@ -45,9 +45,10 @@ class Run:
     >>> r.wait().best_params                    # doctest: +SKIP
     """
 
-    def __init__(self, controller: Controller, storage: str) -> None:
+    def __init__(self, controller: Controller, url: str) -> None:
         self._controller = controller
-        self.storage = storage
+        self._url = url
+        self.storage = display_url(url)
         self._thread = threading.Thread(
             target=controller.run, name=f"hpo_nb:{controller.study.study_name}", daemon=True
         )
@@ -172,12 +173,21 @@ def run(
     *,
     study: str | None = None,
     storage: str | None = None,
-    sampler: str | optuna.samplers.BaseSampler = "tpe",
+    sampler: str | optuna.samplers.BaseSampler = "auto",
+    sampler_options: Mapping[str, Any] | None = None,
     pruner: str | optuna.pruners.BasePruner = "median",
+    pruner_options: Mapping[str, Any] | None = None,
+    space: Any = None,
+    enqueue: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
     workers: int | None = None,
     cluster: str | None = None,
     timeout: float | None = None,
+    max_time: float | None = None,
+    patience: int | None = None,
+    min_delta: float = 0.0,
     seed: int | None = None,
+    ci_trials: int | None = None,
+    retry_failed: bool = False,
     direction: str | None = None,
     directions: list[str] | None = None,
     wait: bool = False,
@@ -185,7 +195,8 @@ def run(
     """Create or resume a study and run it on dask until it has ``n_trials`` finished trials.
 
     ``n_trials`` counts every finished trial of the study, earlier runs included. Without
-    ``wait`` this returns at once and the study runs in the background.
+    ``wait`` this returns at once and the study runs in the background. See the README for
+    every option; they mirror ``%hpo_run``'s.
 
     >>> def f(trial):
     ...     return trial.suggest_float("x", -1, 1) ** 2
@@ -193,15 +204,38 @@ def run(
     >>> r.best_value < 0.1                           # doctest: +SKIP
     True
     """
-    _positive("n_trials", n_trials)
-    _positive("workers", workers)
+    for label, value, kind in [
+        ("n_trials", n_trials, int),
+        ("workers", workers, int),
+        ("ci_trials", ci_trials, int),
+        ("patience", patience, int),
+        ("timeout", timeout, float),
+        ("max_time", max_time, float),
+    ]:
+        _positive(label, value, kind)
+    if not isinstance(min_delta, (int, float)) or min_delta < 0:
+        raise HpoError(f"min_delta must be a number >= 0, got {min_delta!r}")
     if workers is not None and cluster not in (None, "local"):
         raise HpoError("--workers sizes the local cluster; an existing cluster keeps its workers")
-    _positive("timeout", timeout, float)
+    if ci_trials is not None and os.environ.get("CI"):
+        n_trials, seed = ci_trials, 0 if seed is None else seed
     declared = (
         parse_directions(direction, directions) if direction is not None or directions else None
     )
     obj = as_objective(objective, declared)
+    if space is not None:
+        obj = obj.with_space(SearchSpace.parse(space))
+    if patience is not None and len(obj.directions) > 1:
+        raise HpoError("--patience needs a single objective (the best value must be one number)")
+    seeds = _as_configs(enqueue)
+    context = Context(obj.directions, obj.space, n_trials, workers or settings.workers)
+    sampler_obj = (
+        make_sampler(sampler, seed, sampler_options, context)
+        if isinstance(sampler, str)
+        else sampler
+    )
+    pruner_obj = make_pruner(pruner, pruner_options) if isinstance(pruner, str) else pruner
+    pickled = _pickle(obj)
     url = storage_url(storage)
     name = study or obj.name
     key = (url, name)
@@ -212,27 +246,89 @@ def run(
                 f"study {name!r} is already running in this kernel: stop it first "
                 "(handle.stop() or %hpo_stop) or wait for it"
             )
-        sampler_obj = sampler if not isinstance(sampler, str) else make_sampler(sampler, seed)
-        pruner_obj = pruner if not isinstance(pruner, str) else make_pruner(pruner)
         rdb = open_storage(url)
         optuna_study, _ = load_or_create_study(rdb, name, obj.directions, sampler_obj, pruner_obj)
-        fail_stale_trials(optuna_study, rdb)
+        orphans = recover(optuna_study, rdb, settings.stale_grace)
+        for config in seeds:  # known-good configurations, once each
+            optuna_study.enqueue_trial(config, skip_if_exists=True)
+        for orphan in orphans if retry_failed else []:  # again, beside the failed attempt
+            optuna_study.enqueue_trial(orphan.params, skip_if_exists=False)
+        _record_config(
+            rdb,
+            optuna_study,
+            obj,
+            {
+                "sampler": sampler if isinstance(sampler, str) else type(sampler).__name__,
+                "sampler_options": dict(sampler_options or {}),
+                "pruner": pruner if isinstance(pruner, str) else type(pruner).__name__,
+                "pruner_options": dict(pruner_options or {}),
+                "n_trials": n_trials,
+                "seed": seed,
+                "timeout": timeout,
+                "max_time": max_time,
+                "patience": patience,
+                "min_delta": min_delta,
+                "space": obj.space.to_dict() if obj.space is not None else None,
+            },
+        )
         controller = Controller(
             study=optuna_study,
             mirror=Mirror(rdb, name, sampler_obj, pruner_obj),
-            objective=_pickle(obj),
+            objective=pickled,
             target=n_trials,
             connect=functools.partial(get_client, cluster, workers),
-            timeout=timeout,
+            limits=Limits(timeout, max_time, patience, float(min_delta)),
             config=settings,
+            trial_attrs={"version": obj.fingerprint},
         )
         controller.prepare()
-        handle = Run(controller, display_url(url))
+        handle = Run(controller, url)
         _active[key] = handle
     handle._start()
     if wait:
         handle.wait()
     return handle
+
+
+def _as_configs(enqueue: Any) -> list[dict[str, Any]]:
+    """``--enqueue``: one configuration (a dict) or a list of them."""
+    if enqueue is None:
+        return []
+    configs = [enqueue] if isinstance(enqueue, Mapping) else enqueue
+    if (
+        not isinstance(configs, Sequence)
+        or isinstance(configs, str)
+        or not all(isinstance(c, Mapping) for c in configs)
+    ):
+        raise HpoError(
+            "enqueue takes a dict of parameter values, or a list of them, "
+            f"got {type(enqueue).__name__}"
+        )
+    return [dict(c) for c in configs]
+
+
+def _record_config(
+    rdb: RDBStorage, study: optuna.Study, obj: Objective, options: dict[str, Any]
+) -> None:
+    """Keep what this run was started with; warn when the objective's code changed."""
+    study_id = rdb.get_study_id_from_name(study.study_name)
+    previous = rdb.get_study_system_attrs(study_id).get(CONFIG_KEY) or {}
+    versions = list(previous.get("versions", []))
+    if versions and versions[-1] != obj.fingerprint and previous.get("objective") == obj.name:
+        warnings.warn(
+            f"objective {obj.name!r} changed since the study's last run (version "
+            f"{versions[-1]} -> {obj.fingerprint}); its new trials record the new version",
+            ObjectiveChangedWarning,
+            stacklevel=3,
+        )
+    if obj.fingerprint not in versions:
+        versions.append(obj.fingerprint)
+    config = {"objective": obj.name, "versions": versions, **options}
+    rdb.set_study_system_attr(study_id, CONFIG_KEY, json.loads(json.dumps(config, default=str)))
+
+
+class ObjectiveChangedWarning(UserWarning):
+    """A study resumed with an objective whose code differs from its last run's."""
 
 
 def _pickle(objective: Objective) -> PickledObjective:
@@ -263,6 +359,13 @@ def _unpicklable_global(func: Callable[..., Any]) -> str | None:
             except Exception:
                 return name
     return None
+
+
+def find_run(name: str) -> Run | None:
+    """The latest run of study ``name`` in this process (on any storage), if any."""
+    with _runs_lock:
+        matches = [r for (_, n), r in _active.items() if n == name]
+    return matches[-1] if matches else None
 
 
 def active_runs() -> list[Run]:

@@ -34,6 +34,8 @@ class Settings:
     """Seconds without a heartbeat after which another session may fail a RUNNING trial."""
     sqlite_timeout: float = 60.0
     """Seconds SQLite waits on a lock held by another process before giving up."""
+    record_interval: float = 5.0
+    """Seconds between refreshes of a running study's record (state, counts) in the storage."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

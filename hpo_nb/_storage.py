@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import optuna
@@ -15,7 +14,6 @@ from ._settings import settings
 
 __all__ = [
     "display_url",
-    "fail_stale_trials",
     "load_or_create_study",
     "open_storage",
     "storage_url",
@@ -68,8 +66,8 @@ def open_storage(storage: str | None = None) -> RDBStorage:
     )
     try:
         # No heartbeat_interval here: Optuna would then warn on every ask. The controller
-        # records heartbeats itself and fail_stale_trials() turns detection on for its check.
-        rdb = RDBStorage(url, engine_kwargs=engine_kwargs, grace_period=settings.stale_grace)
+        # records heartbeats itself, and _records.recover() turns detection on for its check.
+        rdb = RDBStorage(url, engine_kwargs=engine_kwargs)
     except ImportError as e:
         module = getattr(e.__cause__, "name", None) or ""
         package = _DRIVER_PACKAGES.get(module, module) or "the database driver"
@@ -120,14 +118,3 @@ def load_or_create_study(
             f"declares {' '.join(directions)}: pass --study NEW_NAME to start another study"
         )
     return study, False
-
-
-def fail_stale_trials(study: optuna.Study, rdb: RDBStorage) -> None:
-    """Mark FAIL the RUNNING trials whose session stopped sending heartbeats (a dead kernel)."""
-    rdb.heartbeat_interval = settings.heartbeat_interval
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-    finally:
-        rdb.heartbeat_interval = None

@@ -20,6 +20,7 @@ class Reply:
     stderr: str = ""
     outputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     error: dict[str, Any] | None = None
+    payload: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -78,6 +79,7 @@ class Kernel:
         while shell["parent_header"].get("msg_id") != msg_id:
             shell = self.client.get_shell_msg(timeout=timeout)
         reply.status = shell["content"]["status"]
+        reply.payload = shell["content"].get("payload", [])
         return reply
 
     def execute(self, code: str, timeout: float = 120) -> Reply:

@@ -78,7 +78,7 @@ def test_run_with_wait_stores_everything_with_plain_optuna(kernel):
     widgets = [o for o in reply.outputs if "application/vnd.jupyter.widget-view+json" in o["data"]]
     assert len(widgets) == 1, "the live widget is shown once, not again as Out[]"
     assert reply.outputs[0]["data"]["text/plain"].startswith("quad: ")
-    assert kernel.ok("print(r.state.value, r.n_finished)").stdout.split() == ["finished", "12"]
+    assert kernel.ok("print(r.state.value, r.n_finished)").stdout.split() == ["completed", "12"]
     trials = study_trials(kernel, "quad")
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 12
     for t in trials:
@@ -126,7 +126,7 @@ def test_interrupt_during_wait_leaves_no_running_trial(kernel):
     reply = kernel.ok(
         "%hpo_run quad --n-trials 2 --study after_interrupt --wait -o r2\nprint(r2.state.value)"
     )
-    assert reply.stdout.strip() == "finished"
+    assert reply.stdout.strip() == "completed"
 
 
 def test_resume_counts_the_total(kernel):
@@ -222,3 +222,25 @@ def test_kernel_shutdown_leaves_no_running_trial(tmp_path):
     assert running_in_db(k, "shutdown") == 0
     reasons = {t.system_attrs[FAIL_REASON_KEY] for t in study_trials(k, "shutdown")}
     assert reasons == {"cancelled: the kernel shut down"}
+
+
+def test_space_on_the_cell_and_best_into_a_new_cell(kernel):
+    kernel.ok(
+        "space = {'optimizer': ['sgd', 'adam'],\n"
+        "         'lr': {'type': 'float', 'low': 1e-4, 'high': 1e-1, 'log': True},\n"
+        "         'momentum': {'type': 'float', 'low': 0, 'high': 0.9,\n"
+        "                      'when': {'optimizer': 'sgd'}}}"
+    )
+    kernel.ok(
+        "%%hpo_objective spaced --space space\nparams['lr'] * (1 + params.get('momentum', 0))"
+    )
+    kernel.ok("%hpo_run spaced --n-trials 10 --sampler random --seed 1 --wait")
+    trials = study_trials(kernel, "spaced")
+    assert len(trials) == 10
+    for t in trials:
+        assert ("momentum" in t.params) == (t.params["optimizer"] == "sgd")
+    reply = kernel.ok("%hpo_best spaced --cell")
+    best = min(trials, key=lambda t: t.value)
+    assert f"best value {best.value:.6g} (trial {best.number})" in reply.stdout
+    (payload,) = [p for p in reply.payload if p.get("source") == "set_next_input"]
+    assert payload["text"].startswith("best_params = {") and "'lr': " in payload["text"]

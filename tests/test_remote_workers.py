@@ -93,7 +93,7 @@ def test_study_runs_on_workers_that_cannot_see_the_database(scheduler, tmp_path,
     objective = hpo_nb.objective_from_cell("remote", CELL, {"optuna": optuna, "os": os})
     run = hpo_nb.run(objective, n_trials=16, cluster=address, sampler="random", seed=0)
     run.wait(timeout=180)
-    assert run.state == hpo_nb.RunState.FINISHED, run.reason
+    assert run.state == hpo_nb.RunState.COMPLETED, run.reason
     trials = optuna.load_study(study_name="remote", storage="sqlite:///hpo.db").trials
     assert len(trials) == 16
     states = {t.state for t in trials}

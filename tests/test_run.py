@@ -78,7 +78,7 @@ def trials_of(db, name):
 
 def test_values_params_and_intermediate_values_are_stored(db):
     run = hpo_nb.run(curve, n_trials=12, storage=db, sampler="random", seed=1, wait=True)
-    assert run.state == RunState.FINISHED and run.reason == "reached 12 finished trials"
+    assert run.state == RunState.COMPLETED and run.reason == "reached 12 finished trials"
     trials = trials_of(db, "curve")
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 12
     for t in trials:
@@ -136,7 +136,7 @@ def test_resume_counts_every_finished_trial(db):
     run = hpo_nb.run(curve, n_trials=7, storage=db, wait=True)
     assert run.progress.finished_before == 4 and len(trials_of(db, "curve")) == 7
     again = hpo_nb.run(curve, n_trials=7, storage=db, wait=True)
-    assert again.state == RunState.FINISHED and "already has 7 finished" in again.reason
+    assert again.state == RunState.COMPLETED and "already has 7 finished" in again.reason
     assert len(trials_of(db, "curve")) == 7
 
 
@@ -160,7 +160,7 @@ def test_stop_cancels_running_trials_and_frees_the_workers(db, objective):
     assert {t.system_attrs[FAIL_REASON_KEY] for t in trials} == {"cancelled: stopped by user"}
     # The cancelled objectives left the workers (else they would hold them for two minutes).
     after = hpo_nb.run(curve, n_trials=4, storage=db).wait(timeout=60)
-    assert after.state == RunState.FINISHED
+    assert after.state == RunState.COMPLETED
 
 
 def test_graceful_stop_lets_running_trials_finish(db):
@@ -176,7 +176,7 @@ def test_graceful_stop_lets_running_trials_finish(db):
 def test_time_limit_stops_starting_trials(db):
     start = time.monotonic()
     run = hpo_nb.run(sleepy, n_trials=1000, storage=db, timeout=1.0, wait=True)
-    assert run.state == RunState.FINISHED and "time limit of 1 s" in run.reason
+    assert run.state == RunState.STOPPED and run.reason == "time limit of 1 s reached"
     assert time.monotonic() - start < 30
     trials = trials_of(db, "sleepy")
     assert 0 < len(trials) < 1000 and {t.state for t in trials} == {TrialState.COMPLETE}
@@ -221,7 +221,7 @@ def test_direction_mismatch_on_resume_is_refused_and_harmless(db):
         ({"n_trials": 0}, "n_trials must be positive"),
         ({"n_trials": -3}, "n_trials must be positive"),
         ({"n_trials": "5"}, "n_trials must be a positive int"),
-        ({"n_trials": 5, "sampler": "bayes"}, "unknown sampler 'bayes': choose from tpe, random"),
+        ({"n_trials": 5, "sampler": "bayes"}, "unknown sampler 'bayes': choose from auto, tpe, gp"),
         ({"n_trials": 5, "pruner": "early"}, "unknown pruner 'early'"),
         ({"n_trials": 5, "workers": 0}, "workers must be positive"),
         ({"n_trials": 5, "timeout": -1}, "timeout must be positive"),
@@ -248,4 +248,118 @@ def test_repr_is_one_stable_line(db):
     text = repr(run)
     assert text == repr(run) and "\n" not in text
     assert text.startswith("<hpo_nb.Run curve: 3/3 finished (3 complete, 0 pruned, 0 failed")
-    assert text.endswith("[finished]>")
+    assert text.endswith("[completed]>")
+
+
+def flat(trial):
+    trial.suggest_float("x", 0, 1)
+    return 1.0
+
+
+def creeping(trial):
+    trial.suggest_float("x", 0, 1)
+    # Improves by a millionth per trial: below any sensible min_delta.
+    return -1e-6 * trial.number
+
+
+def study_record(db, name):
+    from hpo_nb._records import RECORD_KEY
+
+    rdb = optuna.storages.RDBStorage(db)
+    return rdb.get_study_system_attrs(rdb.get_study_id_from_name(name))[RECORD_KEY]
+
+
+def test_patience_stops_a_converged_study(db):
+    run = hpo_nb.run(flat, n_trials=200, storage=db, patience=5, workers=2, wait=True)
+    assert run.state == RunState.CONVERGED
+    assert run.reason.startswith("converged: no improvement of at least 0 in 5 finished trials")
+    # one improving trial, then five without; trials already running when it stops finish
+    trials = trials_of(db, "flat")
+    assert 6 <= len(trials) <= 8 and {t.state for t in trials} == {TrialState.COMPLETE}
+    assert study_record(db, "flat")["state"] == "converged"
+
+
+def test_min_delta_ignores_tiny_improvements(db):
+    run = hpo_nb.run(creeping, n_trials=200, storage=db, patience=4, min_delta=0.001, wait=True)
+    assert run.state == RunState.CONVERGED and len(trials_of(db, "creeping")) < 20
+    tiny = hpo_nb.run(creeping, n_trials=12, study="no_delta", storage=db, patience=4, wait=True)
+    assert tiny.state == RunState.COMPLETED  # every trial improves a little
+
+
+def test_max_time_ends_the_run_and_cancels_running_trials(db):
+    start = time.monotonic()
+    run = hpo_nb.run(slow, n_trials=10, storage=db, max_time=2.0).wait(60)
+    assert time.monotonic() - start < 30
+    assert run.state == RunState.STOPPED and run.reason == "max time of 2 s reached"
+    trials = trials_of(db, "slow")
+    assert trials and {t.system_attrs[FAIL_REASON_KEY] for t in trials} == {
+        "cancelled: max time of 2 s reached"
+    }
+    assert study_record(db, "slow")["state"] == "stopped"
+
+
+SPACE = {
+    "optimizer": ["sgd", "adam"],
+    "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+    "momentum": {"type": "float", "low": 0.0, "high": 0.9, "when": {"optimizer": "sgd"}},
+}
+
+
+def uses_params(trial):
+    params = trial.params
+    return params["lr"] * (1 + params.get("momentum", 0.0))
+
+
+def test_declarative_space_with_conditions(db):
+    run = hpo_nb.run(
+        uses_params, n_trials=16, storage=db, space=SPACE, sampler="random", seed=4, wait=True
+    )
+    assert run.state == RunState.COMPLETED
+    trials = trials_of(db, "uses_params")
+    assert {t.params["optimizer"] for t in trials} == {"sgd", "adam"}
+    for t in trials:
+        assert ("momentum" in t.params) == (t.params["optimizer"] == "sgd")
+        assert t.state == TrialState.COMPLETE
+
+
+def test_cell_objective_gets_params_from_its_space(db):
+    obj = hpo_nb.objective_from_cell(
+        "cell_space",
+        "params['lr'] + params.get('momentum', 0)",
+        {},
+        space=hpo_nb.SearchSpace.parse(SPACE),
+    )
+    assert obj(optuna.trial.FixedTrial({"optimizer": "adam", "lr": 0.01})) == 0.01
+    hpo_nb.run(obj, n_trials=6, storage=db, wait=True)
+    for t in trials_of(db, "cell_space"):
+        assert t.value == pytest.approx(t.params["lr"] + t.params.get("momentum", 0))
+
+
+def test_enqueued_configurations_run_first_and_once(db):
+    seeds = [{"x": 0.25}, {"x": 0.75}]
+    hpo_nb.run(sleepy, n_trials=3, storage=db, enqueue=seeds, workers=1, wait=True)
+    hpo_nb.run(sleepy, n_trials=5, storage=db, enqueue=seeds, workers=2, wait=True)
+    values = [t.params["x"] for t in trials_of(db, "sleepy")]
+    assert values[:2] == [0.25, 0.75] and values.count(0.25) == values.count(0.75) == 1
+
+
+def test_ci_trials_apply_only_under_ci(db, monkeypatch):
+    monkeypatch.setenv("CI", "1")
+    run = hpo_nb.run(curve, n_trials=50, ci_trials=3, storage=db, wait=True)
+    assert len(trials_of(db, "curve")) == 3 and run.progress.target == 3
+    monkeypatch.delenv("CI")
+    run = hpo_nb.run(curve, n_trials=5, ci_trials=3, storage=db, wait=True)
+    assert len(trials_of(db, "curve")) == 5
+
+
+def test_a_changed_objective_warns_and_versions_its_trials(db):
+    from hpo_nb._records import TRIAL_KEY
+
+    first = hpo_nb.objective_from_cell("versioned", "trial.suggest_float('x', 0, 1)", {})
+    second = hpo_nb.objective_from_cell("versioned", "2 * trial.suggest_float('x', 0, 1)", {})
+    hpo_nb.run(first, n_trials=2, storage=db, wait=True)
+    hpo_nb.run(first, n_trials=3, storage=db, wait=True)  # the same code: no warning
+    with pytest.warns(hpo_nb.ObjectiveChangedWarning, match="changed since the study's last run"):
+        hpo_nb.run(second, n_trials=5, storage=db, wait=True)
+    versions = [t.system_attrs[TRIAL_KEY]["version"] for t in trials_of(db, "versioned")]
+    assert versions[:3] == [first.fingerprint] * 3 and versions[3:] == [second.fingerprint] * 2

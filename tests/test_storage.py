@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 import hpo_nb
-import hpo_nb._storage as storage_module
+import hpo_nb._run as run_module
 from hpo_nb import HpoError, RunState
 from hpo_nb._controller import FAIL_REASON_KEY
 from hpo_nb._storage import open_storage
@@ -43,7 +43,7 @@ def endless(trial):
 
 def test_everything_a_trial_records_is_stored(any_db):
     run = hpo_nb.run(everything, n_trials=15, storage=any_db, sampler="random", seed=2, wait=True)
-    assert run.state == RunState.FINISHED
+    assert run.state == RunState.COMPLETED
     trials = optuna.load_study(study_name="everything", storage=any_db).trials
     assert len(trials) == 15 and [t.number for t in trials] == list(range(15))
     for t in trials:
@@ -91,8 +91,8 @@ def test_a_stopped_run_leaves_no_running_trial(any_db):
 
 
 def test_trials_of_a_dead_session_are_failed_by_the_next_run(any_db, monkeypatch):
-    quick = dataclasses.replace(storage_module.settings, stale_grace=1, heartbeat_interval=1)
-    monkeypatch.setattr(storage_module, "settings", quick)
+    quick = dataclasses.replace(run_module.settings, stale_grace=1)
+    monkeypatch.setattr(run_module, "settings", quick)
     study = optuna.create_study(study_name="everything", storage=any_db)
     rdb = open_storage(any_db)
     zombie = rdb.create_new_trial(rdb.get_study_id_from_name("everything"))
@@ -101,6 +101,7 @@ def test_trials_of_a_dead_session_are_failed_by_the_next_run(any_db, monkeypatch
     run = hpo_nb.run(everything, n_trials=3, storage=any_db, wait=True)
     trials = study.trials
     assert trials[0].state == TrialState.FAIL
+    assert trials[0].system_attrs[FAIL_REASON_KEY] == "no heartbeat for 1 s: its kernel died"
     assert run.progress.finished_before == 1 and len(trials) == 3
 
 

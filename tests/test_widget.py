@@ -28,7 +28,7 @@ def test_the_widget_shows_the_final_state(db):
     run = hpo_nb.run(instant, n_trials=40, storage=db, wait=True)
     widget = run.widget
     p = widget.progress
-    assert p["state"] == "finished" and p["finished"] == 40 and p["target"] == 40
+    assert p["state"] == "completed" and p["finished"] == 40 and p["target"] == 40
     assert p["complete"] == 40 and p["running"] == 0 and p["ended_at"] is not None
     assert p["best_value"] == run.best_value and p["best_params"] == run.best_params
     assert repr(widget) == run.progress.summary() and "\n" not in repr(widget)
@@ -40,7 +40,7 @@ def test_updates_are_throttled(db):
     run = hpo_nb.run(instant, n_trials=300, storage=db)
     run._controller.subscribe(lambda p: updates.append((time.monotonic(), p.state, p.finished)))
     run.wait(120)
-    assert run.state == RunState.FINISHED and updates[-1][1:] == (RunState.FINISHED, 300)
+    assert run.state == RunState.COMPLETED and updates[-1][1:] == (RunState.COMPLETED, 300)
     # Changes of state are sent at once; between them, updates come at most every interval.
     steady = [
         b[0] - a[0] for a, b in itertools.pairwise(updates) if a[1] == b[1] == RunState.RUNNING
@@ -64,11 +64,11 @@ def test_summary_is_stable_and_short():
         pruned=4,
         failed=1,
         best_value=0.97123456,
-        state=RunState.FINISHED,
+        state=RunState.COMPLETED,
     )
     assert p.summary() == (
         "quickstart: 30/30 finished (25 complete, 4 pruned, 1 failed, 0 running), "
-        "best 0.971235 [finished]"
+        "best 0.971235 [completed]"
     )
     assert len(p.summary()) <= 110
 

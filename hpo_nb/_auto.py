@@ -1,0 +1,212 @@
+"""``auto``: hpo_nb's choice of search algorithm, made again before every trial.
+
+The rules (first that applies), after the first complete trial (before it: random):
+
+1. categorical or conditional parameters -> ``tpe`` (multivariate, constant liar);
+2. several objectives -> ``tpe`` up to ``mo_switch`` complete trials, then ``nsga2``
+   (``nsga3`` from four objectives), the population-based algorithms that need a large budget;
+3. one objective over a numeric space -> ``gp`` (the most sample-efficient) while it is cheap:
+   fewer than ``gp_max_trials`` complete trials, at most ``gp_max_concurrency`` trials running
+   (GP has no constant liar), and, unless a seed asks for exact reproducibility, its last
+   suggestion took under ``gp_max_seconds`` and under a tenth of a trial's median duration
+   divided by the trials running at once (the sampler must never be what workers wait for);
+   then ``cmaes`` warm-started from the complete trials (a large-budget numeric optimizer whose
+   cost does not grow with history), or ``tpe`` when PyTorch is not installed for GP.
+
+These follow Optuna's own AutoSampler (optunahub), with the cost guard added; the benchmarks
+measure them. The sampler chosen and the reason are recorded on each trial
+(``hpo_nb:sampler``) and shown by the widget and ``%hpo_status``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.samplers import BaseSampler
+from optuna.samplers._lazy_random_state import LazyRandomState
+from optuna.search_space import IntersectionSearchSpace
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from ._algorithms import Context
+
+__all__ = ["SAMPLER_KEY", "AutoSampler"]
+
+SAMPLER_KEY = "hpo_nb:sampler"
+_MAXINT32 = (1 << 31) - 1
+
+
+class AutoSampler(BaseSampler):
+    """Chooses TPE, GP, CMA-ES or NSGA-II/III from the space, objectives, budget and cost."""
+
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        context: Context | None = None,
+        gp_max_trials: int = 200,
+        gp_max_seconds: float = 1.0,
+        gp_max_concurrency: int = 4,
+        mo_switch: int = 250,
+    ) -> None:
+        self._seed = seed
+        self._rng = LazyRandomState(seed)
+        self._context = context or Context()
+        self._gp_max_trials = gp_max_trials
+        self._gp_max_seconds = gp_max_seconds
+        self._gp_max_concurrency = gp_max_concurrency
+        self._mo_switch = mo_switch
+        self._gp_available = all(importlib.util.find_spec(m) for m in ("torch", "scipy"))
+        self._sampler: BaseSampler = optuna.samplers.RandomSampler(seed=self._next_seed())
+        self.choice = "random"
+        self.reason = "no complete trial yet"
+        self._last_sample_seconds = 0.0
+        self._history: tuple[int, frozenset[str] | None, bool] = (0, None, True)
+
+    def _next_seed(self) -> int:
+        return int(self._rng.rng.randint(_MAXINT32))
+
+    # -- the decision ------------------------------------------------------------------------
+    def _decide(self, study: Study) -> tuple[str, str]:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not complete:
+            return "random", "no complete trial yet"
+        space = self._context.space
+        numeric = space.is_numeric if space is not None else self._numeric_so_far(complete)
+        if not numeric:
+            return "tpe", "categorical or conditional parameters"
+        n_objectives = len(study.directions)
+        if n_objectives > 1:
+            if len(complete) < self._mo_switch:
+                return "tpe", f"{n_objectives} objectives, {len(complete)} complete trials"
+            algorithm = "nsga2" if n_objectives < 4 else "nsga3"
+            return algorithm, f"{n_objectives} objectives, {len(complete)} complete trials"
+        why_not_gp = self._why_not_gp(study, complete)
+        if why_not_gp is None:
+            return "gp", f"numeric space, {len(complete)} complete trials"
+        after = "cmaes" if self._gp_available else "tpe"
+        return after, why_not_gp
+
+    def _why_not_gp(self, study: Study, complete: list[FrozenTrial]) -> str | None:
+        if not self._gp_available:
+            return "numeric space; gp needs PyTorch and SciPy"
+        if self.choice not in ("random", "gp"):
+            return self.reason  # no way back once switched: keep saying why it switched
+        if len(complete) >= self._gp_max_trials:
+            return f"numeric space, {len(complete)} complete trials: gp would grow too slow"
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if running > self._gp_max_concurrency:
+            return f"numeric space, {running} trials at once: gp has no constant liar"
+        if self._seed is None and self.choice == "gp":
+            seconds = self._last_sample_seconds
+            durations = [
+                (t.datetime_complete - t.datetime_start).total_seconds()
+                for t in complete[-20:]
+                if t.datetime_complete and t.datetime_start
+            ]
+            budget = statistics.median(durations) / 10 / max(1, running) if durations else 0.0
+            if seconds > self._gp_max_seconds or (durations and seconds > budget):
+                return f"numeric space: a gp suggestion took {seconds:.2f} s, too slow here"
+        return None
+
+    def _build(self, name: str, study: Study) -> BaseSampler:
+        seed = self._next_seed()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if name == "tpe":
+                return optuna.samplers.TPESampler(
+                    seed=seed,
+                    multivariate=True,
+                    group=self._context_conditional(),
+                    constant_liar=True,
+                )
+            if name == "gp":
+                return optuna.samplers.GPSampler(seed=seed, deterministic_objective=False)
+            if name == "cmaes":
+                space = IntersectionSearchSpace().calculate(study)
+                source = [
+                    t
+                    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                    if set(t.params) == set(space)
+                ]
+                # cmaes' warm start keeps the best tenth of the trials: it needs ten at least.
+                return optuna.samplers.CmaEsSampler(
+                    seed=seed,
+                    source_trials=source if len(source) >= 10 else None,
+                    warn_independent_sampling=False,
+                )
+            if name == "nsga2":
+                return optuna.samplers.NSGAIISampler(seed=seed)
+            if name == "nsga3":
+                return optuna.samplers.NSGAIIISampler(seed=seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+
+    def _numeric_so_far(self, complete: list[FrozenTrial]) -> bool:
+        """Numeric and unconditional, as far as the complete trials show (checked once each)."""
+        checked, names, numeric = self._history
+        for t in complete[checked:]:
+            if not numeric:
+                break
+            names = names if names is not None else frozenset(t.params)
+            numeric = set(t.params) == names and not any(
+                isinstance(d, CategoricalDistribution) for d in t.distributions.values()
+            )
+        self._history = (len(complete), names, numeric)
+        return numeric
+
+    def _context_conditional(self) -> bool:
+        space = self._context.space
+        return bool(space is not None and space.is_conditional)
+
+    # -- BaseSampler ---------------------------------------------------------------------------
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        name, reason = self._decide(study)
+        if name != self.choice:
+            self._sampler = self._build(name, study)
+            self.choice = name
+        self.reason = reason
+        study._storage.set_trial_system_attr(trial._trial_id, SAMPLER_KEY, name)
+        self._sampler.before_trial(study, trial)
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        start = time.perf_counter()
+        try:
+            return self._sampler.sample_relative(study, trial, search_space)
+        finally:
+            self._last_sample_seconds = time.perf_counter() - start
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._rng.rng.seed()
+        self._sampler.reseed_rng()

@@ -1,0 +1,348 @@
+"""A study's whole life from any kernel: list, status, stop, resume, best, export, delete.
+
+Everything here reads the storage (and the hpo_nb record kept there), so it is right from
+another kernel and after a restart. The magics are thin wrappers over these functions.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import html
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage
+from optuna.study._frozen import FrozenStudy
+from optuna.trial import FrozenTrial
+
+from ._errors import HpoError
+from ._objective import Objective
+from ._records import CONFIG_KEY, FAIL_REASON_KEY, RECORD_KEY, STOP_KEY, effective_state, session
+from ._run import Run, find_run, run
+from ._settings import settings
+from ._storage import display_url, open_storage, storage_url
+
+__all__ = [
+    "StudyInfo",
+    "StudyList",
+    "best",
+    "delete",
+    "export",
+    "resume",
+    "status",
+    "stop",
+    "studies",
+]
+
+_COUNT_SQL = sqlalchemy.text(
+    "SELECT state, COUNT(*), MAX(datetime_complete), MAX(datetime_start) FROM trials "
+    "WHERE study_id = :study_id GROUP BY state"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyInfo:
+    """One study as the storage tells it now."""
+
+    name: str
+    state: str
+    reason: str
+    directions: tuple[str, ...]
+    complete: int
+    pruned: int
+    failed: int
+    running: int
+    best_value: float | None
+    best_number: int | None
+    sampler: str
+    last_activity: str
+    storage: str
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.failed
+
+    def line(self) -> str:
+        best = "-" if self.best_value is None else f"{self.best_value:.6g}"
+        return (
+            f"{self.name}: {self.state}"
+            + (f" ({self.reason})" if self.reason else "")
+            + f", {self.finished} finished ({self.complete} complete, {self.pruned} pruned, "
+            f"{self.failed} failed), {self.running} running, best {best}"
+        )
+
+
+_COLUMNS = ["study", "state", "finished", "pruned", "failed", "best", "sampler", "last activity"]
+
+
+class StudyList(list[StudyInfo]):
+    """The studies of a storage; a table in a notebook and in a terminal."""
+
+    def _rows(self) -> list[list[str]]:
+        return [
+            [
+                s.name,
+                s.state,
+                str(s.finished),
+                str(s.pruned),
+                str(s.failed),
+                "-" if s.best_value is None else f"{s.best_value:.6g}",
+                s.sampler or "-",
+                s.last_activity or "-",
+            ]
+            for s in self
+        ]
+
+    def __repr__(self) -> str:
+        if not self:
+            return "no studies"
+        rows = [_COLUMNS, *self._rows()]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+        return "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
+        )
+
+    def _repr_html_(self) -> str:
+        if not self:
+            return "<p>no studies</p>"
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in _COLUMNS)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+            for row in self._rows()
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _storage(storage: str | None, name: str | None = None) -> tuple[RDBStorage, str]:
+    """The storage to look in: ``storage``, else where this kernel last ran ``name``."""
+    if storage is None and name is not None:
+        known = find_run(name)
+        if known is not None:
+            storage = known._url
+    url = storage_url(storage)
+    return open_storage(url), url
+
+
+def _study_id(rdb: RDBStorage, name: str, url: str) -> int:
+    try:
+        return rdb.get_study_id_from_name(name)
+    except KeyError:
+        known = ", ".join(sorted(s.study_name for s in rdb.get_all_studies())) or "none"
+        raise HpoError(
+            f"no study {name!r} in {display_url(url)} (studies there: {known}); "
+            "pass --storage if it lives elsewhere"
+        ) from None
+
+
+def _info(rdb: RDBStorage, study: FrozenStudy, url: str) -> StudyInfo:
+    study_id = study._study_id
+    counts: dict[str, int] = {}
+    last = ""
+    with rdb.engine.connect() as conn:
+        for state, n, completed, started in conn.execute(_COUNT_SQL, {"study_id": study_id}):
+            counts[str(state)] = int(n)
+            for stamp in (completed, started):
+                if stamp is not None and str(stamp) > last:
+                    last = str(stamp)[:19]
+    record = study.system_attrs.get(RECORD_KEY) or {}
+    state, reason = effective_state(record, settings.stale_grace) if record else ("-", "")
+    if state == "running":
+        last = "now"
+    best_value = best_number = None
+    directions = tuple(d.name.lower() for d in study.directions)
+    if len(directions) == 1 and counts.get("COMPLETE"):
+        best_trial = rdb.get_best_trial(study_id)
+        best_value, best_number = best_trial.value, best_trial.number
+    sampler = record.get("sampler") or (study.system_attrs.get(CONFIG_KEY) or {}).get("sampler")
+    return StudyInfo(
+        name=study.study_name,
+        state=state,
+        reason=reason,
+        directions=directions,
+        complete=counts.get("COMPLETE", 0),
+        pruned=counts.get("PRUNED", 0),
+        failed=counts.get("FAIL", 0),
+        running=counts.get("RUNNING", 0),
+        best_value=best_value,
+        best_number=best_number,
+        sampler=str(sampler or ""),
+        last_activity=last,
+        storage=display_url(url),
+    )
+
+
+def studies(storage: str | None = None) -> StudyList:
+    """Every study in ``storage`` (default: ``hpo.db``) with its state, counts and best value."""
+    rdb, url = _storage(storage)
+    return StudyList(_info(rdb, s, url) for s in rdb.get_all_studies())
+
+
+def status(name: str, storage: str | None = None) -> StudyInfo:
+    """One study's state, counts, best value and sampler, from the storage."""
+    rdb, url = _storage(storage, name)
+    study_id = _study_id(rdb, name, url)
+    (frozen,) = [s for s in rdb.get_all_studies() if s._study_id == study_id]
+    return _info(rdb, frozen, url)
+
+
+def stop(name: str, storage: str | None = None, *, now: bool = False) -> str:
+    """Stop study ``name`` wherever it runs: in this kernel directly, elsewhere through the
+    storage (its kernel obeys within a second or two). Returns what was done, in words."""
+    local = find_run(name)
+    if (
+        local is not None
+        and not local.done
+        and (storage is None or storage_url(storage) == local._url)
+    ):
+        local.stop(graceful=not now)
+        return f"stopping {name!r} {'now' if now else 'after its running trials'}"
+    rdb, url = _storage(storage, name)
+    study_id = _study_id(rdb, name, url)
+    record = rdb.get_study_system_attrs(study_id).get(RECORD_KEY) or {}
+    state, _ = effective_state(record, settings.stale_grace)
+    if state not in ("running", "starting", "stopping"):
+        raise HpoError(f"study {name!r} is not running (state: {state})")
+    me = session()
+    rdb.set_study_system_attr(
+        study_id, STOP_KEY, {"now": now, "time": time.time(), "by": f"pid {me.pid} on {me.host}"}
+    )
+    return f"asked the kernel running {name!r} to stop {'now' if now else 'gracefully'}"
+
+
+def resume(
+    name: str,
+    objectives: Mapping[str, Objective | Callable[[Any], Any]],
+    storage: str | None = None,
+    n_trials: int | None = None,
+    **overrides: Any,
+) -> Run:
+    """Run study ``name`` again with the configuration it was last run with."""
+    rdb, url = _storage(storage, name)
+    study_id = _study_id(rdb, name, url)
+    config = rdb.get_study_system_attrs(study_id).get(CONFIG_KEY) or {}
+    objective_name = config.get("objective")
+    if objective_name is None:
+        raise HpoError(f"study {name!r} was not started by hpo_nb: run it with %hpo_run")
+    objective = objectives.get(objective_name)
+    if objective is None:
+        raise HpoError(
+            f"study {name!r} runs objective {objective_name!r}: define it "
+            f"(%%hpo_objective {objective_name}) before resuming"
+        )
+    options: dict[str, Any] = {
+        key: config.get(key)
+        for key in (
+            "sampler",
+            "sampler_options",
+            "pruner",
+            "pruner_options",
+            "space",
+            "seed",
+            "timeout",
+            "max_time",
+            "patience",
+            "min_delta",
+        )
+        if config.get(key) is not None
+    }
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    target = n_trials or int(config.get("n_trials") or 0)
+    if target <= 0:
+        raise HpoError(f"study {name!r} has no recorded target: pass --n-trials")
+    return run(objective, target, study=name, storage=url, **options)
+
+
+def best(name: str, storage: str | None = None) -> dict[str, Any] | list[dict[str, Any]]:
+    """The best parameters (one objective) or the Pareto front (several): number, values,
+    params of each trial on it."""
+    rdb, url = _storage(storage, name)
+    _study_id(rdb, name, url)
+    study = optuna.load_study(study_name=name, storage=rdb)
+    try:
+        if len(study.directions) == 1:
+            return dict(study.best_params)
+        return [
+            {"number": t.number, "values": list(t.values), "params": dict(t.params)}
+            for t in study.best_trials
+        ]
+    except ValueError:
+        raise HpoError(f"study {name!r} has no complete trial yet") from None
+
+
+def _table(trials: list[FrozenTrial], n_objectives: int) -> list[dict[str, Any]]:
+    params = list(dict.fromkeys(p for t in trials for p in t.params))
+    attrs = list(dict.fromkeys(a for t in trials for a in t.user_attrs))
+    value_columns = ["value"] if n_objectives == 1 else [f"value_{i}" for i in range(n_objectives)]
+    rows = []
+    for t in trials:
+        duration = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
+        values = t.values or [None] * n_objectives
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
+        row.update(zip(value_columns, values, strict=True))
+        row.update(
+            datetime_start=t.datetime_start.isoformat() if t.datetime_start else None,
+            datetime_complete=t.datetime_complete.isoformat() if t.datetime_complete else None,
+            duration_s=duration,
+        )
+        row.update({f"params_{p}": t.params.get(p) for p in params})
+        row.update({f"user_attrs_{a}": _scalar(t.user_attrs.get(a)) for a in attrs})
+        row["fail_reason"] = t.system_attrs.get(FAIL_REASON_KEY)
+        rows.append(row)
+    return rows
+
+
+def _scalar(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, (dict, list)) else value
+
+
+def export(name: str, path: str | Path, format: str, storage: str | None = None) -> Path:
+    """Write the best configuration (``json``, ready for training) or the full trials table
+    (``csv``, ``parquet``) to ``path``."""
+    if format not in ("json", "csv", "parquet"):
+        raise HpoError(f"unknown export format {format!r}: choose json, csv or parquet")
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise HpoError(f"cannot write {out}: folder {out.parent} does not exist")
+    if format == "json":
+        out.write_text(json.dumps(best(name, storage), indent=2, default=str) + "\n")
+        return out
+    rdb, url = _storage(storage, name)
+    _study_id(rdb, name, url)
+    study = optuna.load_study(study_name=name, storage=rdb)
+    rows = _table(study.get_trials(deepcopy=False), len(study.directions))
+    if format == "csv":
+        with out.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["number"])
+            writer.writeheader()
+            writer.writerows(rows)
+        return out
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise HpoError("parquet export needs pyarrow: pip install pyarrow") from None
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), out)
+    return out
+
+
+def delete(name: str, storage: str | None = None) -> None:
+    """Delete study ``name`` and all its trials (refused while it runs)."""
+    local = find_run(name)
+    if local is not None and not local.done:
+        raise HpoError(f"study {name!r} is running in this kernel: stop it first")
+    rdb, url = _storage(storage, name)
+    study_id = _study_id(rdb, name, url)
+    record = rdb.get_study_system_attrs(study_id).get(RECORD_KEY) or {}
+    if effective_state(record, settings.stale_grace)[0] in ("running", "stopping"):
+        raise HpoError(f"study {name!r} is running in another kernel: %hpo_stop it first")
+    rdb.delete_study(study_id)
