@@ -16,8 +16,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_overhead  # noqa: E402
+import bench_suggest  # noqa: E402
 
-BENCHMARKS = [bench_overhead]
+BENCHMARKS = [bench_overhead, bench_suggest]
 
 
 def header() -> str:

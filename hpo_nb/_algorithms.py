@@ -44,7 +44,7 @@ class Context:
 def _gp(seed: int | None, options: dict[str, Any], ctx: Context) -> optuna.samplers.BaseSampler:
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("scipy") is None:
         raise HpoError("the gp sampler needs PyTorch and SciPy: pip install 'hpo_nb[gp]'")
-    return optuna.samplers.GPSampler(seed=seed, **options)
+    return optuna.samplers.GPSampler(seed=seed, **{"warn_independent_sampling": False, **options})
 
 
 def _cmaes(seed: int | None, options: dict[str, Any], ctx: Context) -> optuna.samplers.BaseSampler:
@@ -52,7 +52,9 @@ def _cmaes(seed: int | None, options: dict[str, Any], ctx: Context) -> optuna.sa
         raise HpoError(
             "the cmaes sampler needs a numeric space without conditions; use tpe or auto"
         )
-    return optuna.samplers.CmaEsSampler(seed=seed, **options)
+    return optuna.samplers.CmaEsSampler(
+        seed=seed, **{"warn_independent_sampling": False, **options}
+    )
 
 
 def _grid(seed: int | None, options: dict[str, Any], ctx: Context) -> optuna.samplers.BaseSampler:
@@ -74,7 +76,15 @@ def _grid(seed: int | None, options: dict[str, Any], ctx: Context) -> optuna.sam
 
 
 def _simple(cls: type) -> Callable[[int | None, dict[str, Any], Context], Any]:
-    return lambda seed, options, ctx: cls(seed=seed, **options)
+    def build(seed: int | None, options: dict[str, Any], ctx: Context) -> Any:
+        # Conditional parameters are sampled independently by design; Optuna's warning about
+        # it, once per parameter and trial, would flood the notebook.
+        flag = inspect.signature(cls).parameters.get("warn_independent_sampling")
+        if flag is not None and flag.default is True:
+            options = {"warn_independent_sampling": False, **options}
+        return cls(seed=seed, **options)
+
+    return build
 
 
 def _auto(seed: int | None, options: dict[str, Any], ctx: Context) -> optuna.samplers.BaseSampler:

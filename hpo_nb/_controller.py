@@ -8,8 +8,10 @@ becomes free finds its next task already queued and the sampler sees all results
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
+import logging
 import queue
 import threading
 import time
@@ -43,6 +45,29 @@ from ._worker import PickledObjective, TrialTicket, run_slot
 __all__ = ["FAIL_REASON_KEY", "TRACEBACK_KEY", "Controller", "Limits"]
 _FINISH_GRACE = 5.0  # seconds to wait for a finished task's earlier messages
 _CAPACITY_REFRESH = 2.0
+
+
+class _KeepThreadsQuiet(logging.Filter):
+    """Log lines from a run's threads (Optuna's warnings, say) would land in whatever notebook
+    cell runs at that moment; each run keeps its own instead (``Run.log``)."""
+
+    runs: dict[int, Controller] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        controller = self.runs.get(threading.get_ident())
+        if controller is None:
+            return True
+        controller.log.append(f"{record.levelname.lower()}: {record.getMessage()}")
+        return False
+
+
+_QUIET = _KeepThreadsQuiet()
+
+
+def _quiet_optuna() -> None:
+    for handler in logging.getLogger("optuna").handlers:
+        if _QUIET not in handler.filters:
+            handler.addFilter(_QUIET)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +131,7 @@ class Controller:
         self._last_publish = 0.0
         self._dirty = False
         self.done = threading.Event()
+        self.log: collections.deque[str] = collections.deque(maxlen=200)
         directions = tuple(d.name.lower() for d in study.directions)
         self.progress = Progress(study=study.study_name, target=target, directions=directions)
 
@@ -141,6 +167,8 @@ class Controller:
             )
 
     def run(self) -> None:
+        _quiet_optuna()
+        _KeepThreadsQuiet.runs[threading.get_ident()] = self
         try:
             self._start()
             self._step(0.0)  # a stop sent while starting is seen before any task is submitted
@@ -153,6 +181,7 @@ class Controller:
         except BaseException as e:  # the run must end in a stated state
             self._end(RunState.FAILED, _one_line(e))
         finally:
+            _KeepThreadsQuiet.runs.pop(threading.get_ident(), None)
             self.done.set()
 
     def _start(self) -> None:

@@ -104,6 +104,11 @@ class Run:
         return self.state.done
 
     @property
+    def log(self) -> list[str]:
+        """What the run's threads logged (Optuna's warnings, say), kept out of the cells."""
+        return list(self._controller.log)
+
+    @property
     def n_finished(self) -> int:
         return self.progress.finished
 

@@ -33,8 +33,9 @@ function render({ model, el: root }) {
   const counts = el("div", "hpo-counts");
   const best = el("div", "hpo-best");
   const timing = el("div", "hpo-timing");
+  const sampler = el("div", "hpo-sampler");
   const failure = el("div", "hpo-failure");
-  root.append(title, bar, counts, best, timing, failure);
+  root.append(title, bar, counts, best, timing, sampler, failure);
 
   function chip(label, value, kind) {
     const c = el("span", `hpo-chip hpo-${kind}`);
@@ -89,6 +90,7 @@ function render({ model, el: root }) {
       best.append(params);
     }
     timing.textContent = timingText(p);
+    sampler.textContent = p.sampler ? `sampler ${p.sampler}` : "";
     failure.textContent = p.last_failure ? `last failure: ${p.last_failure}` : "";
   }
 
