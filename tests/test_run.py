@@ -363,3 +363,25 @@ def test_a_changed_objective_warns_and_versions_its_trials(db):
         hpo_nb.run(second, n_trials=5, storage=db, wait=True)
     versions = [t.system_attrs[TRIAL_KEY]["version"] for t in trials_of(db, "versioned")]
     assert versions[:3] == [first.fingerprint] * 3 and versions[3:] == [second.fingerprint] * 2
+
+
+def constrained(trial):
+    x = trial.suggest_float("x", 0, 1)
+    trial.set_constraint("x_below_half", x - 0.5)
+    return x, 1 - x
+
+
+def test_constraints_reach_the_storage_and_the_pareto_front(db):
+    run = hpo_nb.run(
+        constrained,
+        n_trials=12,
+        storage=db,
+        sampler="nsga2",
+        sampler_options={"population_size": 4},
+        seed=0,
+        directions=["minimize", "minimize"],
+        wait=True,
+    )
+    for t in trials_of(db, "constrained"):
+        assert t.system_attrs["constraints:x_below_half"] == pytest.approx(t.params["x"] - 0.5)
+    assert all(t.params["x"] <= 0.5 for t in run.best_trials)  # only feasible trials
