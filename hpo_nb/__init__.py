@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import presets
+from ._cluster import ClusterInfo, cluster
 from ._cluster import close_all as close_clusters
 from ._errors import HpoError
 from ._lifecycle import StudyInfo, StudyList, best, delete, export, resume, status, stop, studies
@@ -34,6 +35,7 @@ from ._space import SearchSpace
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClusterInfo",
     "HpoError",
     "Objective",
     "ObjectiveChangedWarning",
@@ -47,6 +49,7 @@ __all__ = [
     "active_runs",
     "best",
     "close_clusters",
+    "cluster",
     "delete",
     "export",
     "load_ipython_extension",

@@ -49,6 +49,7 @@ class WorkerChannel:
         self.seq = 0
         self._reply_timeout = reply_timeout
         self._worker = get_worker()
+        self.worker = self._worker.address
         self.key = self._worker.get_current_task()
         self._queue: Queue | None = None
 

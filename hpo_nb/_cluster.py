@@ -1,61 +1,132 @@
-"""Where trials run: a local dask cluster started on demand, or an existing scheduler.
+"""Where trials run: a local dask cluster (one worker per GPU when there are GPUs), or an
+existing scheduler.
 
 Clusters are shared by every run in the process and closed by :func:`close_all` (called when the
-extension unloads and when the process exits).
+extension unloads and when the process exits). Schedulers and dashboards listen on 127.0.0.1.
+
+>>> hpo_nb.cluster()  # doctest: +SKIP
+<hpo_nb cluster local: 2 workers, dashboard http://127.0.0.1:8787/status>
 """
 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import importlib.util
 import logging
 import threading
+from typing import Any
 
 import dask
 from distributed import Client, LocalCluster
 
 from ._errors import HpoError
+from ._gpu import gpu_count
 from ._settings import settings
 
-__all__ = ["close_all", "get_client"]
+__all__ = ["ClusterInfo", "close_all", "cluster", "get_client"]
 
 _lock = threading.Lock()
-_local: tuple[LocalCluster, Client] | None = None
+_local: dict[str, tuple[Any, Client]] = {}  # "local" or "cuda" -> (cluster, client)
 _remote: dict[str, Client] = {}
 
+_COMMON = {
+    "threads_per_worker": 1,
+    "host": "127.0.0.1",
+    "silence_logs": logging.ERROR,
+    # Our workers leave the kernel's process group and ignore SIGINT (see _worker_setup).
+    "preload": ["hpo_nb._worker_setup"],
+}
 
-def get_client(cluster: str | None = None, workers: int | None = None) -> Client:
-    """A client for ``cluster``: ``None``/``"local"`` for the local cluster, else an address."""
-    if cluster in (None, "local"):
-        return _local_client(workers)
-    return _remote_client(str(cluster))
+
+@dataclasses.dataclass(frozen=True)
+class ClusterInfo:
+    """A cluster hpo_nb runs trials on."""
+
+    kind: str
+    scheduler: str
+    workers: int
+    gpus: int
+    dashboard: str | None
+
+    def __repr__(self) -> str:
+        gpus = f" ({self.gpus} GPUs, one trial each)" if self.gpus else ""
+        board = f", dashboard {self.dashboard}" if self.dashboard else ""
+        return f"<hpo_nb cluster {self.kind}: {self.workers} workers{gpus}{board}>"
+
+    def _repr_html_(self) -> str:
+        text = repr(self)[1:-1]
+        if self.dashboard:
+            text = text.replace(self.dashboard, f'<a href="{self.dashboard}">{self.dashboard}</a>')
+        return f"<p>{text}</p>"
 
 
-def _local_client(workers: int | None) -> Client:
-    global _local
+def _resolve(kind: str | None) -> str:
+    kind = kind or "auto"
+    if kind == "auto":
+        return "cuda" if gpu_count() > 0 else "local"
+    return kind
+
+
+def get_client(
+    cluster: str | None = None, workers: int | None = None, gpus: str | None = None
+) -> Client:
+    """A client for ``cluster``: ``auto`` (default), ``local``, ``cuda`` or a scheduler address."""
+    kind = _resolve(cluster)
+    if kind == "cuda" and workers is not None:
+        raise HpoError(
+            "a cuda cluster has one worker per GPU: choose them with --gpus, not --workers"
+        )
+    if kind in ("local", "cuda"):
+        return _local_client(kind, workers, gpus)
+    return _remote_client(kind)
+
+
+def _local_client(kind: str, workers: int | None, gpus: str | None) -> Client:
     with _lock:
-        if _local is not None and _local[1].status != "running":
-            _close_local()
-        if _local is None:
-            n = workers or settings.workers
+        current = _local.get(kind)
+        if current is not None and current[1].status != "running":
+            _close(kind)
+            current = None
+        if current is None:
             # A dead worker fails its trial instead of re-running it elsewhere: the controller
             # decides about retries, and the trial's record stays truthful.
             with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-                cluster = LocalCluster(
-                    n_workers=n,
-                    threads_per_worker=1,
-                    processes=True,
-                    host="127.0.0.1",
-                    dashboard_address="127.0.0.1:0" if _has_bokeh() else None,
-                    silence_logs=logging.ERROR,
-                    preload=["hpo_nb._worker_setup"],
-                )
-            _local = (cluster, Client(cluster, set_as_default=False))
-        cluster, client = _local
-        if workers is not None and len(cluster.workers) != workers:
-            cluster.scale(workers)
+                instance = _start_cuda(gpus) if kind == "cuda" else _start_local(workers)
+            current = _local[kind] = (instance, Client(instance, set_as_default=False))
+        instance, client = current
+        if kind == "local" and workers is not None and len(instance.workers) != workers:
+            instance.scale(workers)
             client.wait_for_workers(workers, timeout=120)
         return client
+
+
+def _dashboard() -> str | None:
+    return "127.0.0.1:0" if importlib.util.find_spec("bokeh") else None
+
+
+def _start_local(workers: int | None) -> LocalCluster:
+    return LocalCluster(
+        n_workers=workers or settings.workers,
+        processes=True,
+        dashboard_address=_dashboard(),
+        **_COMMON,
+    )
+
+
+def _start_cuda(gpus: str | None) -> Any:
+    if gpu_count() == 0:
+        raise HpoError("--cluster cuda needs an NVIDIA GPU and its driver; NVML found none")
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        raise HpoError("--cluster cuda needs dask-cuda: pip install 'hpo_nb[gpu]'") from None
+    return LocalCUDACluster(
+        CUDA_VISIBLE_DEVICES=gpus,  # one worker per device, each seeing its own first
+        dashboard_address=_dashboard(),
+        resources={"GPU": 1},  # each trial takes the GPU of its worker
+        **_COMMON,
+    )
 
 
 def _remote_client(address: str) -> Client:
@@ -72,23 +143,32 @@ def _remote_client(address: str) -> Client:
         return client
 
 
-def _has_bokeh() -> bool:
-    return importlib.util.find_spec("bokeh") is not None
+def cluster(kind: str = "auto", workers: int | None = None, gpus: str | None = None) -> ClusterInfo:
+    """Start (or reuse) the cluster trials run on, and say where its dashboard is."""
+    client = get_client(kind, workers, gpus)
+    info = client.scheduler_info()
+    members = info.get("workers", {})
+    n_gpus = sum(1 for w in members.values() if "GPU" in (w.get("resources") or {}))
+    return ClusterInfo(
+        kind=_resolve(kind) if _resolve(kind) in ("local", "cuda") else "remote",
+        scheduler=str(client.scheduler.address),
+        workers=len(members),
+        gpus=n_gpus,
+        dashboard=client.dashboard_link if _dashboard() or kind not in ("auto", "local") else None,
+    )
 
 
-def _close_local() -> None:
-    global _local
-    if _local is not None:
-        cluster, client = _local
-        _local = None
-        client.close()
-        cluster.close()
+def _close(kind: str) -> None:
+    instance, client = _local.pop(kind)
+    client.close()
+    instance.close()
 
 
 def close_all() -> None:
-    """Close every client and the local cluster this process started."""
+    """Close every client and local cluster this process started."""
     with _lock:
-        _close_local()
+        for kind in list(_local):
+            _close(kind)
         for client in _remote.values():
             client.close()
         _remote.clear()

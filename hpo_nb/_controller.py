@@ -28,7 +28,9 @@ from optuna.trial import TrialState
 
 from ._channel import ControllerChannel, new_topic
 from ._errors import HpoError
+from ._gpu import memory_released
 from ._mirror import Mirror, MirroredTrial
+from ._monitor import worker_stats
 from ._progress import Progress, RunState, check_transition
 from ._records import (
     FAIL_REASON_KEY,
@@ -78,6 +80,9 @@ class Limits:
     max_time: float | None = None  # end the run (cancelling running trials) at this time
     patience: int | None = None  # stop after this many finished trials without improvement
     min_delta: float = 0.0  # the least change that counts as an improvement
+    trial_timeout: float | None = None  # kill a trial's process after this many seconds
+    retries: int = 0  # run a failed trial's parameters again, up to this many times
+    concurrency: int | None = None  # at most this many trials at once
 
 
 @dataclasses.dataclass
@@ -89,6 +94,21 @@ class _Task:
     next_seq: dict[str, int] = dataclasses.field(default_factory=dict)
     parked: dict[str, dict[int, dict[str, Any]]] = dataclasses.field(default_factory=dict)
     waiting_since: float | None = None
+    worker: str | None = None  # the worker's address, from the task's first message
+    gpu: str | None = None  # the UUID of the worker's GPU, if it has one
+    pid: int | None = None  # the worker's process
+    started: float | None = None  # when it got its trial (monotonic)
+    retry: _Retry | None = None  # the failed trial this one runs again
+
+
+@dataclasses.dataclass(frozen=True)
+class _Retry:
+    """A failed trial's parameters, to run again (preferably on another worker)."""
+
+    params: dict[str, Any]
+    origin: int  # the number of the first trial with these parameters
+    attempt: int  # 1 for the first retry
+    avoid: str | None  # the worker it failed on
 
 
 class Controller:
@@ -123,6 +143,10 @@ class Controller:
         self._since_improvement = 0
         self._last_record = 0.0
         self._last_stop_check = 0.0
+        self._last_monitor = 0.0
+        self._retries: list[_Retry] = []
+        self._doomed: dict[str, tuple[float, _Task]] = {}  # attempt -> (kill time, its task)
+        self._resources: dict[str, float] | None = None
         self._client: Client | None = None
         self._channel: ControllerChannel | None = None
         self._objective_future: Future | None = None
@@ -199,6 +223,9 @@ class Controller:
             self._client, new_topic(), lambda message: self._inbox.put(("message", message))
         )
         self._objective_future = self._client.scatter(self._objective, broadcast=True, hash=False)
+        workers = self._client.scheduler_info().get("workers", {}).values()
+        if any("GPU" in (w.get("resources") or {}) for w in workers):
+            self._resources = {"GPU": 1}  # one trial per GPU
         self._last_stop_check = time.time()  # stop requests older than this run do not count
         self._set_state(RunState.RUNNING, note="")
         self._write_record()
@@ -225,6 +252,8 @@ class Controller:
             self._on_future_done(item[1])
         elif kind == "stop":
             self._on_stop(graceful=item[1], reason=item[2])
+        elif kind == "retire":
+            self._retire(item[1], item[2])
 
     # -- supplying tasks ----------------------------------------------------------------------
     def _running(self) -> int:
@@ -235,7 +264,7 @@ class Controller:
         p = self.progress
         if self._stop_reason is not None:
             return True
-        if p.finished >= p.target:
+        if p.counted >= p.target:
             if not p.reason:
                 self._update(reason=f"reached {p.target} finished trials")
             return True
@@ -249,8 +278,12 @@ class Controller:
         """Keep every worker thread busy plus one queued task each, within the budget."""
         if self._client is None or self._no_more_trials():
             return
-        budget = self.progress.target - self.progress.finished
-        wanted = min(2 * self._slots(), budget) - len(self._tasks)
+        budget = self.progress.target - self.progress.counted
+        threads, cap = self._slots(), self._limits.concurrency
+        # One task queued per worker thread hides dask's latency between trials; under a
+        # concurrency cap only that many tasks exist, so no more can ever run at once.
+        limit = cap if cap is not None and cap < threads else 2 * threads
+        wanted = min(limit, budget) - len(self._tasks)
         for _ in range(max(0, wanted)):
             self._submit()
 
@@ -274,6 +307,7 @@ class Controller:
             key=key,
             pure=False,
             retries=0,
+            resources=self._resources,
         )
         self._tasks[key] = _Task(future=future)
         future.add_done_callback(lambda f: self._inbox.put(("done", f)))
@@ -281,10 +315,27 @@ class Controller:
     def _start_trial(self, task: _Task, message: dict[str, Any]) -> None:
         """A task started: give it a trial, or tell it there is none."""
         p = self.progress
-        if self._no_more_trials() or p.finished + self._running() >= p.target:
+        task.worker, task.gpu, task.pid = (
+            message.get("worker"),
+            message.get("gpu"),
+            message.get("pid"),
+        )
+        if self._no_more_trials() or p.counted + self._running() >= p.target:
             self._reply(message, {"none": True})
             return
-        t = task.trial = self._mirror.ask(self._trial_attrs)
+        attrs = self._trial_attrs
+        task.retry = self._take_retry(task.worker)
+        if task.retry is not None:
+            self._mirror.enqueue(task.retry.params)
+            attrs = {
+                TRIAL_KEY: {
+                    **attrs[TRIAL_KEY],
+                    "retry_of": task.retry.origin,
+                    "retry": task.retry.attempt,
+                }
+            }
+        t = task.trial = self._mirror.ask(attrs)
+        task.started = time.monotonic()
         relative = {k: v for k, v in t.trial.relative_params.items() if k not in t.fixed_params}
         ticket = TrialTicket(
             number=t.number,
@@ -297,6 +348,16 @@ class Controller:
         self._reply(message, {"ticket": cloudpickle.dumps(ticket)})
         self._update(running=self._running(), sampler=self._sampler_text())
 
+    def _take_retry(self, worker: str | None) -> _Retry | None:
+        """A pending retry for this worker: one that failed elsewhere, when there is a choice."""
+        if not self._retries:
+            return None
+        several = self._client is not None and len(self._client.nthreads()) > 1
+        for i, retry in enumerate(self._retries):
+            if not several or retry.avoid != worker:
+                return self._retries.pop(i)
+        return None
+
     def _sampler_text(self) -> str:
         sampler = self._mirror.study.sampler
         choice = getattr(sampler, "choice", None)
@@ -308,6 +369,8 @@ class Controller:
     def _on_message(self, message: dict[str, Any]) -> None:
         task = self._tasks.get(message["key"])
         if task is None:
+            if message["op"] == "finish":  # a cancelled trial left its worker by itself
+                self._doomed.pop(message["attempt"], None)
             if "reply_to" in message:  # a task this run gave up: tell it to stop
                 self._reply(message, {"cancel": "the run no longer wants this trial"})
             return
@@ -410,6 +473,8 @@ class Controller:
         assert t is not None
         self._mirror.finish(t, state, values, attrs)
         self._drop(key, keep_queues=cancelled)
+        if state == TrialState.FAIL and not cancelled:
+            self._schedule_retry(task, t)
         p = self.progress
         changes: dict[str, Any] = {"running": self._running()}
         self._since_improvement += 1
@@ -428,6 +493,20 @@ class Controller:
             changes["last_failure"] = f"trial {t.number}: {(attrs or {}).get(FAIL_REASON_KEY)}"
         self._update(**changes)
         self._check_early_stop()
+
+    def _schedule_retry(self, task: _Task, t: MirroredTrial) -> None:
+        done = task.retry.attempt if task.retry is not None else 0
+        if done >= self._limits.retries or self._stop_reason is not None:
+            return
+        origin = task.retry.origin if task.retry is not None else t.number
+        self._retries.append(_Retry(t.trial.params, origin, done + 1, task.worker))
+        self._event(f"trial {t.number} will run again (retry {done + 1} of {self._limits.retries})")
+        self._update(retried=self.progress.retried + 1)
+
+    def _event(self, text: str) -> None:
+        """A notable moment of the run, for the widget and %hpo_status."""
+        stamp = time.strftime("%H:%M:%S")
+        self._update(events=(*self.progress.events[-19:], f"{stamp} {text}"))
 
     def _improves(self, value: float) -> bool:
         """Better than the best by at least ``min_delta`` (the first value always is)."""
@@ -492,14 +571,22 @@ class Controller:
             self._stop_reason = reason
             self._end_state = end
             self._update(reason=reason)
-        self._cancel(idle_only=graceful, reason=f"cancelled: {reason}")
+        self._cancel(
+            idle_only=graceful, reason=f"cancelled: {reason}", grace=self._config.kill_grace
+        )
         if self._tasks and self.progress.state == RunState.RUNNING:
             self._set_state(RunState.STOPPING)
 
-    def _cancel(self, *, idle_only: bool, reason: str) -> None:
-        """Cancel queued tasks (no trial yet) and, unless ``idle_only``, running trials."""
+    def _cancel(
+        self, *, idle_only: bool, reason: str, keys: list[str] | None = None, grace: float = 0.0
+    ) -> None:
+        """Cancel queued tasks (no trial yet) and, unless ``idle_only``, running trials: each is
+        FAIL with ``reason`` at once, and its worker process is restarted if the trial has not
+        stopped by itself within ``grace`` seconds (a cancelled dask task keeps running)."""
         doomed = [
-            (key, task) for key, task in self._tasks.items() if task.trial is None or not idle_only
+            (key, task)
+            for key, task in self._tasks.items()
+            if (keys is None or key in keys) and (task.trial is None or not idle_only)
         ]
         if doomed and self._client is not None:
             self._client.cancel([task.future for _, task in doomed])
@@ -509,13 +596,67 @@ class Controller:
                 continue
             if self._channel is not None:
                 self._channel.cancel(list(task.next_seq), reason)
+            if task.worker is not None:
+                for attempt in task.next_seq:
+                    self._doomed[attempt] = (time.monotonic() + grace, task)
             self._fail(key, reason, cancelled=True)
+
+    def _reap(self) -> None:
+        """Restart the workers of cancelled trials that are still running past their grace."""
+        now = time.monotonic()
+        for attempt, (deadline, task) in list(self._doomed.items()):
+            if now >= deadline:
+                del self._doomed[attempt]
+                self._restart(task)
+
+    def _restart(self, task: _Task) -> None:
+        """End a worker's process (its nanny starts a fresh one), without blocking the loop; on
+        a GPU, check that the process's memory came back, else take that GPU out of rotation."""
+        client, worker = self._client, task.worker
+        if client is None or worker is None:
+            return
+        name = (client.scheduler_info().get("workers", {}).get(worker) or {}).get("name", worker)
+        self._event(f"restarting worker {name} to end a trial that would not stop")
+
+        def restart() -> None:
+            try:
+                status = client.restart_workers([worker], timeout=60, raise_for_error=False)
+                if status.get(worker) not in ("OK", None):
+                    self.log.append(f"warning: worker {worker} restart: {status.get(worker)}")
+            except Exception as e:  # e.g. a worker without a nanny cannot be restarted
+                self.log.append(f"warning: could not restart worker {worker}: {_one_line(e)}")
+            gpu, pid = task.gpu, task.pid
+            if gpu is not None and pid is not None and not memory_released(gpu, pid):
+                self._inbox.put(("retire", name, gpu))
+
+        threading.Thread(target=restart, name="hpo_nb-restart", daemon=True).start()
+
+    def _retire(self, name: str, gpu: str) -> None:
+        """A GPU whose memory did not come back gets no more trials."""
+        self._event(f"GPU {gpu} taken out of rotation: the killed trial's memory did not come back")
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.retire_workers(names=[name], close_workers=True)
+
+    def _drain_doomed(self) -> None:
+        """Before the run ends: let cancelled trials stop by themselves, else end them."""
+        while self._doomed:
+            wait = min(deadline for deadline, _ in self._doomed.values()) - time.monotonic()
+            if wait <= 0:
+                self._reap()
+                break
+            self._step(min(wait, 0.2))
 
     def _end(self, state: RunState, reason: str = "") -> None:
         """Leave no trial RUNNING, release dask resources and publish the final state."""
         try:
             if self._tasks:
-                self._cancel(idle_only=False, reason=f"cancelled: {reason or 'run ended'}")
+                self._cancel(
+                    idle_only=False,
+                    reason=f"cancelled: {reason or 'run ended'}",
+                    grace=self._config.kill_grace,
+                )
+            self._drain_doomed()
             self._mirror.flush()  # every write has reached the storage
         except Exception as e:  # the storage failed; trials left RUNNING expire as stale
             state, reason = RunState.FAILED, reason or _one_line(e)
@@ -542,6 +683,12 @@ class Controller:
         if self._hard_deadline is not None and now >= self._hard_deadline:
             self._hard_deadline = None
             self._on_stop(graceful=False, reason=f"max time of {self._limits.max_time:g} s reached")
+        if self._limits.trial_timeout is not None:
+            self._enforce_trial_timeout(now)
+        if self._doomed:
+            self._reap()
+        if self._client is not None and now - self._last_monitor > 1.0:
+            self._monitor(now)
         if self._client is not None and time.time() - self._last_stop_check > 1.0:
             self._check_stop_request()
         if self._client is not None and now - self._last_record > self._config.record_interval:
@@ -559,6 +706,41 @@ class Controller:
             self._last_heartbeat = now
         if self._dirty:
             self._publish()
+
+    def _enforce_trial_timeout(self, now: float) -> None:
+        limit = self._limits.trial_timeout
+        assert limit is not None
+        late = [
+            key
+            for key, task in self._tasks.items()
+            if task.started is not None and now - task.started > limit
+        ]
+        for key in late:
+            number = self._tasks[key].trial.number  # type: ignore[union-attr]
+            self._event(f"trial {number} timed out after {limit:g} s")
+            self._cancel(
+                idle_only=False,
+                reason=f"timeout after {limit:g} s",
+                keys=[key],
+                grace=self._config.timeout_grace,
+            )
+
+    def _monitor(self, now: float) -> None:
+        """Each worker's CPU, memory and GPU figures (from dask's heartbeats), and its trial."""
+        self._last_monitor = now
+        assert self._client is not None
+        trials = {
+            task.worker: task.trial.number
+            for task in self._tasks.values()
+            if task.worker is not None and task.trial is not None
+        }
+        workers = self._client.scheduler_info().get("workers", {})
+        self._update(
+            resources=tuple(
+                worker_stats(address, info, trials.get(address))
+                for address, info in sorted(workers.items())
+            )
+        )
 
     def _check_stop_request(self) -> None:
         """Obey a stop that ``%hpo_stop`` wrote into the storage (from any kernel)."""

@@ -46,6 +46,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -100,7 +110,31 @@ _RUN_OPTIONS = [
         help="configurations to try first: a variable or a literal (dict or list of dicts)",
     ),
     argument("--workers", type=_positive_int, metavar="K", help="local worker processes"),
-    argument("--cluster", help="'local' (default) or the address of a dask scheduler"),
+    argument(
+        "--cluster",
+        metavar="auto|local|cuda|ADDRESS",
+        help="auto (default: one worker per GPU when there are GPUs, else CPU workers), "
+        "local, cuda, or the address of a running dask scheduler",
+    ),
+    argument("--gpus", metavar="0,1", help="the GPUs of a cuda cluster (default: all)"),
+    argument(
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="at most N trials at once (default: one per worker thread)",
+    ),
+    argument(
+        "--trial-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="a trial running longer is killed (its process) and marked FAIL",
+    ),
+    argument(
+        "--retries",
+        type=_non_negative_int,
+        metavar="K",
+        help="run a failed trial's parameters again, up to K times, on another worker",
+    ),
     argument(
         "--timeout",
         type=_positive_float,

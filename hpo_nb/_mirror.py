@@ -169,6 +169,10 @@ class Mirror:
         """The number the storage (and the user) knows a trial by."""
         return self._numbers[memory_number]
 
+    def enqueue(self, params: dict[str, Any]) -> None:
+        """Make the next ``ask`` use these parameter values (a retry of a failed trial)."""
+        self.study.enqueue_trial(params, skip_if_exists=False)
+
     def suggest(self, t: MirroredTrial, name: str, distribution: BaseDistribution) -> Any:
         """Optuna's suggestion (fixed, relative or sampled), recorded in both places."""
         known = t.trial.params

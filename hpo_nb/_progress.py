@@ -61,12 +61,20 @@ class Progress:
     best_number: int | None = None
     last_failure: str = ""
     sampler: str = ""
+    retried: int = 0  # failed trials whose parameters run again (they do not count)
+    events: tuple[str, ...] = ()
+    resources: tuple[dict[str, Any], ...] = ()
     started_at: float = dataclasses.field(default_factory=time.time)
     ended_at: float | None = None
 
     @property
     def finished(self) -> int:
         return self.complete + self.pruned + self.failed
+
+    @property
+    def counted(self) -> int:
+        """Finished trials that count towards the target (a retried failure does not)."""
+        return self.finished - self.retried
 
     @property
     def elapsed(self) -> float:
@@ -81,7 +89,7 @@ class Progress:
             return 0.0
         if done_here <= 0:
             return None
-        remaining = max(0, self.target - self.finished)
+        remaining = max(0, self.target - self.counted)
         return remaining * self.elapsed / done_here
 
     def summary(self) -> str:

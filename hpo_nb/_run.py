@@ -186,6 +186,10 @@ def run(
     enqueue: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
     workers: int | None = None,
     cluster: str | None = None,
+    gpus: str | None = None,
+    concurrency: int | None = None,
+    trial_timeout: float | None = None,
+    retries: int = 0,
     timeout: float | None = None,
     max_time: float | None = None,
     patience: int | None = None,
@@ -220,8 +224,8 @@ def run(
         _positive(label, value, kind)
     if not isinstance(min_delta, (int, float)) or min_delta < 0:
         raise HpoError(f"min_delta must be a number >= 0, got {min_delta!r}")
-    if workers is not None and cluster not in (None, "local"):
-        raise HpoError("--workers sizes the local cluster; an existing cluster keeps its workers")
+    if workers is not None and cluster not in (None, "auto", "local"):
+        raise HpoError("--workers sizes the local CPU cluster; other clusters keep their workers")
     if ci_trials is not None and os.environ.get("CI"):
         n_trials, seed = ci_trials, 0 if seed is None else seed
     declared = (
@@ -233,7 +237,9 @@ def run(
     if patience is not None and len(obj.directions) > 1:
         raise HpoError("--patience needs a single objective (the best value must be one number)")
     seeds = _as_configs(enqueue)
-    context = Context(obj.directions, obj.space, n_trials, workers or settings.workers)
+    context = Context(
+        obj.directions, obj.space, n_trials, concurrency or workers or settings.workers
+    )
     sampler_obj = (
         make_sampler(sampler, seed, sampler_options, context)
         if isinstance(sampler, str)
@@ -281,8 +287,10 @@ def run(
             mirror=Mirror(rdb, name, sampler_obj, pruner_obj),
             objective=pickled,
             target=n_trials,
-            connect=functools.partial(get_client, cluster, workers),
-            limits=Limits(timeout, max_time, patience, float(min_delta)),
+            connect=functools.partial(get_client, cluster, workers, gpus),
+            limits=Limits(
+                timeout, max_time, patience, float(min_delta), trial_timeout, retries, concurrency
+            ),
             config=settings,
             trial_attrs={"version": obj.fingerprint},
         )

@@ -34,6 +34,10 @@ class Settings:
     """Seconds without a heartbeat after which another session may fail a RUNNING trial."""
     sqlite_timeout: float = 60.0
     """Seconds SQLite waits on a lock held by another process before giving up."""
+    kill_grace: float = 3.0
+    """Seconds a stopped trial may take to stop by itself before its worker is restarted."""
+    timeout_grace: float = 1.0
+    """The same for a trial over its --trial-timeout."""
     record_interval: float = 5.0
     """Seconds between refreshes of a running study's record (state, counts) in the storage."""
 

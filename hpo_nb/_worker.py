@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import json
 import math
+import os
 import traceback
 import warnings
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,7 @@ from optuna.distributions import (
 from optuna.trial import BaseTrial
 
 from ._channel import ReplyTimeout, TaskCancelled, WorkerChannel
+from ._gpu import this_process_gpu
 from ._objective import Objective
 
 __all__ = ["PickledObjective", "TrialTicket", "WorkerTrial", "run_slot"]
@@ -283,7 +285,9 @@ def run_slot(objective: PickledObjective, topic: str, reply_timeout: float) -> d
     """
     channel = WorkerChannel(topic, reply_timeout)
     try:
-        reply = channel.request("start")
+        reply = channel.request(
+            "start", worker=channel.worker, gpu=this_process_gpu(), pid=os.getpid()
+        )
         if "ticket" not in reply:
             return channel.send("finish", state="idle")
         ticket: TrialTicket = cloudpickle.loads(reply["ticket"])

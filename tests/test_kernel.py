@@ -199,7 +199,7 @@ def test_unload_stops_running_studies_and_closes_the_cluster(kernel):
     while running_in_db(kernel, "unloaded") < 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     reply = kernel.ok(
-        "%unload_ext hpo_nb\nimport hpo_nb._cluster as c\nprint(hu.state.value, c._local is None)"
+        "%unload_ext hpo_nb\nimport hpo_nb._cluster as c\nprint(hu.state.value, not c._local)"
     )
     assert reply.stdout.split() == ["stopped", "True"]
     assert running_in_db(kernel, "unloaded") == 0
