@@ -23,6 +23,7 @@ import cloudpickle
 import optuna
 import sqlalchemy.exc
 from distributed import Client, Future
+from distributed.scheduler import KilledWorker
 from optuna.distributions import json_to_distribution
 from optuna.trial import TrialState
 
@@ -335,7 +336,6 @@ class Controller:
                 }
             }
         t = task.trial = self._mirror.ask(attrs)
-        task.started = time.monotonic()
         relative = {k: v for k, v in t.trial.relative_params.items() if k not in t.fixed_params}
         ticket = TrialTicket(
             number=t.number,
@@ -402,7 +402,9 @@ class Controller:
         try:
             for name, dist_json in message.get("params", ()):
                 mirror.suggest(t, name, json_to_distribution(dist_json))
-            if op == "suggest":
+            if op == "running":  # the worker has its trial: from now on it may time out
+                task.started = time.monotonic()
+            elif op == "suggest":
                 distribution = json_to_distribution(message["dist"])
                 value = mirror.suggest(t, message["name"], distribution)
                 self._reply(message, {"value": distribution.to_internal_repr(value)})
@@ -438,7 +440,13 @@ class Controller:
         elif task.trial is None:
             self._drop(key)
         elif future.status == "error":
-            self._fail(key, f"worker failed: {_one_line(future.exception())}")
+            error = future.exception()
+            if isinstance(error, KilledWorker):
+                self._fail(
+                    key, "its worker process died during the trial (killed, or out of memory)"
+                )
+            else:
+                self._fail(key, f"worker failed: {_one_line(error)}")
         else:
             self._fail(key, "cancelled by the dask scheduler")
 
@@ -499,7 +507,10 @@ class Controller:
         if done >= self._limits.retries or self._stop_reason is not None:
             return
         origin = task.retry.origin if task.retry is not None else t.number
-        self._retries.append(_Retry(t.trial.params, origin, done + 1, task.worker))
+        # What the trial ran with: a worker that died never sent the values it resolved
+        # itself (enqueued and relative ones), but the controller knows them.
+        params = {**t.trial.relative_params, **t.fixed_params, **t.trial.params}
+        self._retries.append(_Retry(params, origin, done + 1, task.worker))
         self._event(f"trial {t.number} will run again (retry {done + 1} of {self._limits.retries})")
         self._update(retried=self.progress.retried + 1)
 
@@ -689,6 +700,7 @@ class Controller:
             self._reap()
         if self._client is not None and now - self._last_monitor > 1.0:
             self._monitor(now)
+            self._check_objective()
         if self._client is not None and time.time() - self._last_stop_check > 1.0:
             self._check_stop_request()
         if self._client is not None and now - self._last_record > self._config.record_interval:
@@ -706,6 +718,19 @@ class Controller:
             self._last_heartbeat = now
         if self._dirty:
             self._publish()
+
+    def _check_objective(self) -> None:
+        """Workers that were restarted or lost may take the last copy of the objective with
+        them; then send it again, and replace the queued tasks that waited for the old one."""
+        future = self._objective_future
+        if future is None or future.status in ("finished", "pending"):
+            return
+        assert self._client is not None
+        self._event("the objective's data was lost with a worker: sending it again")
+        self._objective_future = self._client.scatter(self._objective, broadcast=True, hash=False)
+        idle = [key for key, task in self._tasks.items() if task.trial is None]
+        self._cancel(idle_only=True, reason="", keys=idle)
+        future.release()
 
     def _enforce_trial_timeout(self, now: float) -> None:
         limit = self._limits.trial_timeout

@@ -220,8 +220,12 @@ def run(
         ("patience", patience, int),
         ("timeout", timeout, float),
         ("max_time", max_time, float),
+        ("concurrency", concurrency, int),
+        ("trial_timeout", trial_timeout, float),
     ]:
         _positive(label, value, kind)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise HpoError(f"retries must be an integer >= 0, got {retries!r}")
     if not isinstance(min_delta, (int, float)) or min_delta < 0:
         raise HpoError(f"min_delta must be a number >= 0, got {min_delta!r}")
     if workers is not None and cluster not in (None, "auto", "local"):
