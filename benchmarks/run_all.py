@@ -16,9 +16,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_overhead  # noqa: E402
+import bench_prune  # noqa: E402
 import bench_suggest  # noqa: E402
 
-BENCHMARKS = [bench_overhead, bench_suggest]
+BENCHMARKS = [bench_overhead, bench_suggest, bench_prune]
 
 
 def header() -> str:

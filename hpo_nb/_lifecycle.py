@@ -63,6 +63,8 @@ class StudyInfo:
     sampler: str
     last_activity: str
     storage: str
+    resources: tuple[dict[str, Any], ...] = ()  # each worker, when it runs in this kernel
+    events: tuple[str, ...] = ()
 
     @property
     def finished(self) -> int:
@@ -76,6 +78,23 @@ class StudyInfo:
             + f", {self.finished} finished ({self.complete} complete, {self.pruned} pruned, "
             f"{self.failed} failed), {self.running} running, best {best}"
         )
+
+    def __repr__(self) -> str:
+        where = f"sampler {self.sampler or '-'}; last activity {self.last_activity or '-'}"
+        lines = [self.line(), f"{where}; storage {self.storage}"]
+        for w in self.resources:
+            gpu = (
+                f", GPU {w['gpu_utilization']}% {w.get('gpu_memory_used', 0) / 2**30:.1f} GiB"
+                if w.get("gpu_utilization") is not None
+                else ""
+            )
+            trial = f"trial {w['trial']}" if w.get("trial") is not None else "idle"
+            lines.append(
+                f"  worker {w['worker']}: {trial}, CPU {w['cpu']:.0f}%, "
+                f"RSS {w['rss'] / 2**20:.0f} MiB{gpu}"
+            )
+        lines += [f"  {event}" for event in self.events[-5:]]
+        return "\n".join(lines)
 
 
 _COLUMNS = ["study", "state", "finished", "pruned", "failed", "best", "sampler", "last activity"]
@@ -188,7 +207,13 @@ def status(name: str, storage: str | None = None) -> StudyInfo:
     rdb, url = _storage(storage, name)
     study_id = _study_id(rdb, name, url)
     (frozen,) = [s for s in rdb.get_all_studies() if s._study_id == study_id]
-    return _info(rdb, frozen, url)
+    info = _info(rdb, frozen, url)
+    local = find_run(name)
+    if local is not None and local._url == url:
+        progress = local.progress
+        resources = progress.resources if not local.done else ()
+        info = dataclasses.replace(info, resources=resources, events=progress.events)
+    return info
 
 
 def stop(name: str, storage: str | None = None, *, now: bool = False) -> str:

@@ -103,3 +103,59 @@ def test_study_runs_on_workers_that_cannot_see_the_database(scheduler, tmp_path,
     }
     assert all(len(t.intermediate_values) >= 1 for t in trials)
     assert not list(elsewhere.rglob("*.db")), "a worker created a database file"
+
+
+POSTGRES = "postgresql+psycopg://127.0.0.1:5432/test"
+
+SLOW_CELL = """
+x = trial.suggest_float("x", 0, 10)
+for step in range(4):
+    time.sleep(0.15)
+    trial.report(x + step, step)
+    if trial.should_prune():
+        raise optuna.TrialPruned()
+x
+"""
+
+
+@pytest.mark.database
+@pytest.mark.kernel
+def test_remote_workers_postgres_and_a_second_kernel_watching(scheduler, tmp_path):
+    from _kernel import Kernel
+
+    address, _ = scheduler
+    name = f"remote-pg-{os.getpid()}"
+    objective = hpo_nb.objective_from_cell("remote_pg", SLOW_CELL, {"optuna": optuna, "time": time})
+    watcher = Kernel(str(tmp_path))
+    try:
+        watcher.ok("%load_ext hpo_nb")
+        run = hpo_nb.run(
+            objective,
+            n_trials=24,
+            study=name,
+            storage=POSTGRES,
+            cluster=address,
+            sampler="random",
+            seed=1,
+        )
+        seen = []
+        while not run.done:
+            reply = watcher.execute(f"%hpo_status {name} --storage {POSTGRES}")
+            if reply.status == "ok":
+                seen.append(reply.text)
+            time.sleep(0.5)
+        run.wait(60)
+        assert run.state == hpo_nb.RunState.COMPLETED, run.reason
+        running = [s for s in seen if ": running" in s]
+        assert len(running) >= 2, seen
+        finished = [int(s.split(", ")[1].split()[0]) for s in running]
+        assert finished == sorted(finished) and finished[-1] > finished[0]
+        trials = optuna.load_study(study_name=name, storage=POSTGRES).trials
+        assert len(trials) == 24
+        assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+        assert any(t.state == TrialState.PRUNED for t in trials)
+        final = watcher.ok(f"%hpo_status {name} --storage {POSTGRES}").text
+        assert ": completed" in final and "24 finished" in final
+    finally:
+        watcher.shutdown()
+        optuna.delete_study(study_name=name, storage=POSTGRES)

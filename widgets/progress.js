@@ -35,7 +35,23 @@ function render({ model, el: root }) {
   const timing = el("div", "hpo-timing");
   const sampler = el("div", "hpo-sampler");
   const failure = el("div", "hpo-failure");
-  root.append(title, bar, counts, best, timing, sampler, failure);
+  const workers = el("div", "hpo-workers");
+  const events = el("div", "hpo-events");
+  root.append(title, bar, counts, best, timing, sampler, failure, workers, events);
+
+  function mib(bytes) {
+    return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`;
+  }
+
+  function workerText(w) {
+    const parts = [`worker ${w.worker}`, w.trial != null ? `trial ${w.trial}` : "idle",
+      `CPU ${Math.round(w.cpu)}%`, `RSS ${mib(w.rss)}`];
+    if (w.gpu_utilization != null) {
+      const total = w.gpu_memory_total ? `/${mib(w.gpu_memory_total)}` : "";
+      parts.push(`GPU ${w.gpu_utilization}% ${mib(w.gpu_memory_used || 0)}${total}`);
+    }
+    return parts.join(" · ");
+  }
 
   function chip(label, value, kind) {
     const c = el("span", `hpo-chip hpo-${kind}`);
@@ -92,6 +108,12 @@ function render({ model, el: root }) {
     timing.textContent = timingText(p);
     sampler.textContent = p.sampler ? `sampler ${p.sampler}` : "";
     failure.textContent = p.last_failure ? `last failure: ${p.last_failure}` : "";
+    workers.textContent = "";
+    if (!p.ended_at) {
+      for (const w of p.resources || []) workers.append(el("div", "hpo-worker", workerText(w)));
+    }
+    events.textContent = "";
+    for (const e of (p.events || []).slice(-3)) events.append(el("div", "hpo-event", e));
   }
 
   update();
