@@ -10,6 +10,7 @@ carries a sequence number, so the controller can restore their order.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +20,22 @@ from distributed import Client, Queue, get_worker
 
 __all__ = ["ControllerChannel", "ReplyTimeout", "TaskCancelled", "WorkerChannel", "new_topic"]
 
-_POLL = 1.0  # seconds between checks that a waiting task is still wanted
+_POLL = 2.0  # seconds between checks that a waiting task is still wanted
+
+
+class _QuietPolls(logging.Filter):
+    """The scheduler logs every timed-out ``queue_get`` as an ERROR with a traceback; for the
+    long polls above that is the normal case, and with a local cluster it would land in the
+    notebook."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(error, TimeoutError) and "handling op queue_get" in record.getMessage()
+        )
+
+
+logging.getLogger("distributed.core").addFilter(_QuietPolls())
 
 
 def new_topic() -> str:
@@ -73,6 +89,8 @@ class WorkerChannel:
         if self._queue is None:
             self._queue = Queue(_queue_name(self.topic, self.attempt))
         self.send(op, reply_to=self._queue.name, **payload)
+        # Long-polling: a task whose run ended before its request was read gets no answer, so
+        # it checks between waits whether dask still wants it.
         deadline = time.monotonic() + self._reply_timeout
         while True:
             try:

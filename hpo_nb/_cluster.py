@@ -15,6 +15,7 @@ import dataclasses
 import importlib.util
 import logging
 import threading
+import time
 from typing import Any
 
 import dask
@@ -97,8 +98,18 @@ def _local_client(kind: str, workers: int | None, gpus: str | None) -> Client:
         instance, client = current
         if kind == "local" and workers is not None and len(instance.workers) != workers:
             instance.scale(workers)
-            client.wait_for_workers(workers, timeout=120)
+            _wait_for_exactly(client, workers)
         return client
+
+
+def _wait_for_exactly(client: Client, n: int, timeout: float = 120.0) -> None:
+    """``wait_for_workers`` waits for at least ``n``; after scaling down, the retiring workers
+    must be gone too, or tasks land on them and wait for data that leaves with them."""
+    deadline = time.monotonic() + timeout
+    while len(client.scheduler_info().get("workers", {})) != n:
+        if time.monotonic() > deadline:
+            raise HpoError(f"the local cluster did not reach {n} workers in {timeout:g} s")
+        time.sleep(0.1)
 
 
 def _dashboard() -> str | None:

@@ -9,6 +9,8 @@ import os
 import time
 from typing import Any
 
+import psutil
+
 __all__ = ["gpu_count", "memory_released", "this_process_gpu"]
 
 
@@ -60,10 +62,15 @@ def memory_released(
         return True
     handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
     deadline = time.monotonic() + timeout
+    dead_since: float | None = None
     while True:
         holders = {p.pid for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)}
         if pid not in holders:
             return True
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if dead_since is None and not psutil.pid_exists(pid):
+            dead_since = now
+        # The driver frees a dead process's memory at once: still listed soon after, it leaked.
+        if now >= deadline or (dead_since is not None and now - dead_since > 2.0):
             return False
         time.sleep(poll)

@@ -18,9 +18,8 @@ def worker_stats(address: str, info: dict[str, Any], trial: int | None) -> dict[
         "cpu": float(metrics.get("cpu", 0.0)),
         "rss": int(metrics.get("memory", 0)),
     }
-    gpu = metrics.get("gpu")
-    if isinstance(gpu, dict):
-        stats["gpu_utilization"] = gpu.get("utilization")
-        stats["gpu_memory_used"] = gpu.get("memory-used")
-        stats["gpu_memory_total"] = (info.get("gpu") or {}).get("memory-total")
+    if "gpu_utilization" in metrics:  # the worker's system monitor, when NVML sees a GPU
+        stats["gpu_utilization"] = metrics.get("gpu_utilization")
+        stats["gpu_memory_used"] = metrics.get("gpu_memory_used")
+        stats["gpu_memory_total"] = metrics.get("gpu-memory-total")
     return stats
