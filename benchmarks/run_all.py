@@ -15,11 +15,21 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_concurrency  # noqa: E402
 import bench_overhead  # noqa: E402
+import bench_panel  # noqa: E402
 import bench_prune  # noqa: E402
+import bench_storage  # noqa: E402
 import bench_suggest  # noqa: E402
 
-BENCHMARKS = [bench_overhead, bench_suggest, bench_prune]
+BENCHMARKS = [
+    bench_overhead,
+    bench_suggest,
+    bench_prune,
+    bench_concurrency,
+    bench_panel,
+    bench_storage,
+]
 
 
 def header() -> str:

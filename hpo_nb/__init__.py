@@ -25,7 +25,20 @@ from . import presets
 from ._cluster import ClusterInfo, cluster
 from ._cluster import close_all as close_clusters
 from ._errors import HpoError
-from ._lifecycle import StudyInfo, StudyList, best, delete, export, resume, status, stop, studies
+from ._lifecycle import (
+    StudyInfo,
+    StudyList,
+    best,
+    delete,
+    export,
+    export_archive,
+    import_archive,
+    plots,
+    resume,
+    status,
+    stop,
+    studies,
+)
 from ._objective import Objective, objective_from_cell
 from ._progress import Progress, RunState
 from ._run import ObjectiveChangedWarning, Run, active_runs, run, stop_all
@@ -52,8 +65,12 @@ __all__ = [
     "cluster",
     "delete",
     "export",
+    "export_archive",
+    "import_archive",
     "load_ipython_extension",
     "objective_from_cell",
+    "panel",
+    "plots",
     "presets",
     "resume",
     "run",
@@ -64,6 +81,14 @@ __all__ = [
     "studies",
     "unload_ipython_extension",
 ]
+
+
+def panel(objective: Any, **options: Any) -> Any:
+    """The control panel of an objective or study: edit its space, pick its algorithms, start,
+    stop and watch it (see :func:`hpo_nb._console.panel`; widgets load only when asked)."""
+    from ._console import panel as make_panel
+
+    return make_panel(objective, **options)
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -14,7 +14,9 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import optuna
+from optuna.trial import FrozenTrial
 
 from ._errors import HpoError
 
@@ -25,6 +27,8 @@ __all__ = [
     "PRUNERS",
     "SAMPLERS",
     "Context",
+    "explain_prune",
+    "main_options",
     "make_pruner",
     "make_sampler",
     "parse_options",
@@ -134,6 +138,50 @@ _PRUNER_OPTIONS = {
 _EXTRA_SAMPLER_OPTIONS = {"grid": ["points"], "auto": ["gp_max_trials", "gp_max_seconds"]}
 
 
+# The options a picker shows first (any other still works through --sampler-opt/--pruner-opt).
+_MAIN_OPTIONS = {
+    "tpe": ["n_startup_trials", "n_ei_candidates", "multivariate", "constant_liar"],
+    "gp": ["n_startup_trials", "deterministic_objective"],
+    "cmaes": ["n_startup_trials", "sigma0", "popsize"],
+    "nsga2": ["population_size", "crossover_prob", "mutation_prob"],
+    "nsga3": ["population_size", "crossover_prob", "mutation_prob"],
+    "grid": ["points"],
+    "qmc": ["qmc_type", "scramble"],
+    "median": ["n_startup_trials", "n_warmup_steps", "interval_steps"],
+    "percentile": ["percentile", "n_startup_trials", "n_warmup_steps"],
+    "sha": ["min_resource", "reduction_factor"],
+    "hyperband": ["min_resource", "max_resource", "reduction_factor"],
+    "threshold": ["lower", "upper", "n_warmup_steps"],
+    "patient": ["patience", "min_delta", "n_warmup_steps"],
+    "wilcoxon": ["p_threshold", "n_startup_steps"],
+}
+_OPTION_DEFAULTS = {"points": 5, "percentile": 25.0, "patience": 3, "min_delta": 0.0}
+
+
+def main_options() -> dict[str, dict[str, dict[str, Any]]]:
+    """For the panel's pickers: each sampler's and pruner's main options with their defaults
+    (``None`` where Optuna decides)."""
+
+    def defaults(name: str, factory: Any) -> dict[str, Any]:
+        params = inspect.signature(factory).parameters if factory is not None else {}
+        out = {}
+        for option in _MAIN_OPTIONS.get(name, []):
+            default = params[option].default if option in params else None
+            if default is inspect.Parameter.empty or option in _OPTION_DEFAULTS:
+                default = _OPTION_DEFAULTS.get(option)
+            out[option] = default if isinstance(default, (int, float, str, type(None))) else None
+        return out
+
+    pruner_classes = {
+        "percentile": optuna.pruners.MedianPruner,
+        "patient": optuna.pruners.MedianPruner,
+    }
+    return {
+        "sampler_options": {n: defaults(n, cls) for n, (_, cls) in SAMPLERS.items()},
+        "pruner_options": {n: defaults(n, pruner_classes.get(n, f)) for n, f in PRUNERS.items()},
+    }
+
+
 def parse_options(pairs: Sequence[str] | Mapping[str, Any] | None) -> dict[str, Any]:
     """``["n_startup_trials=5", "qmc_type=halton"]`` -> ``{"n_startup_trials": 5, ...}``.
 
@@ -218,3 +266,27 @@ def make_pruner(name: str, options: Mapping[str, Any] | None = None) -> optuna.p
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def explain_prune(
+    pruner: optuna.pruners.BasePruner, study: optuna.Study, trial: FrozenTrial, number: int
+) -> str:
+    """Why trial ``number`` was pruned, for the event feed:
+    ``trial 17 pruned at step 5: 0.81 vs median 0.62``."""
+    step = trial.last_step
+    if step is None:
+        return f"trial {number} pruned before it reported a value"
+    value = trial.intermediate_values[step]
+    text = f"trial {number} pruned at step {step}: {value:.4g}"
+    if isinstance(pruner, optuna.pruners.PercentilePruner):
+        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        peers = [t.intermediate_values[step] for t in done if step in t.intermediate_values]
+        if peers:
+            percentile = pruner._percentile
+            if study.direction == optuna.study.StudyDirection.MAXIMIZE:
+                percentile = 100 - percentile
+            label = "median" if pruner._percentile == 50 else f"{pruner._percentile:g}th percentile"
+            return f"{text} vs {label} {float(np.nanpercentile(peers, percentile)):.4g}"
+    if isinstance(pruner, optuna.pruners.ThresholdPruner):
+        return f"{text} outside [{pruner._lower}, {pruner._upper}]"
+    return f"{text} ({type(pruner).__name__})"

@@ -9,12 +9,14 @@ becomes free finds its next task already queued and the sampler sees all results
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
 import queue
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -24,9 +26,10 @@ import optuna
 import sqlalchemy.exc
 from distributed import Client, Future
 from distributed.scheduler import KilledWorker
-from optuna.distributions import json_to_distribution
+from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.trial import TrialState
 
+from ._algorithms import explain_prune
 from ._channel import ControllerChannel, new_topic
 from ._errors import HpoError
 from ._gpu import memory_released
@@ -42,6 +45,7 @@ from ._records import (
     now_iso,
     session,
 )
+from ._rows import trial_row
 from ._settings import Settings
 from ._worker import PickledObjective, TrialTicket, run_slot
 
@@ -99,6 +103,9 @@ class _Task:
     gpu: str | None = None  # the UUID of the worker's GPU, if it has one
     pid: int | None = None  # the worker's process
     started: float | None = None  # when it got its trial (monotonic)
+    created: concurrent.futures.Future[MirroredTrial] | None = (
+        None  # its trial, while the storage creates it
+    )
     retry: _Retry | None = None  # the failed trial this one runs again
 
 
@@ -110,6 +117,9 @@ class _Retry:
     origin: int  # the number of the first trial with these parameters
     attempt: int  # 1 for the first retry
     avoid: str | None  # the worker it failed on
+
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class Controller:
@@ -126,8 +136,11 @@ class Controller:
         limits: Limits,
         config: Settings,
         trial_attrs: dict[str, Any] | None = None,
+        overrides: dict[str, BaseDistribution] | None = None,
     ) -> None:
         self.study = study
+        self._overrides = dict(overrides or {})
+        self.rows: list[dict[str, Any]] = []  # this run's finished trials, appended (see _rows)
         self._mirror = mirror
         self._objective = objective
         self._connect = connect
@@ -164,6 +177,22 @@ class Controller:
     def stop(self, *, graceful: bool = False, reason: str = "stopped by user") -> None:
         """Ask the loop to stop; without ``graceful`` running trials are cancelled (FAIL)."""
         self._inbox.put(("stop", graceful, reason))
+
+    def narrow(self, overrides: dict[str, BaseDistribution]) -> None:
+        """Later trials draw these parameters from these distributions (the code's own
+        ``suggest_*`` ranges give way); trials already running keep theirs."""
+        self._inbox.put(("narrow", dict(overrides)))
+
+    def history(self) -> list[dict[str, Any]]:
+        """Rows of the study's finished trials that this run did not finish (from memory)."""
+        mine = {r["n"] for r in self.rows}
+        trials = self._mirror.study.get_trials(deepcopy=False, states=_FINISHED)
+        rows = (trial_row(t, self._mirror.storage_number(t.number)) for t in trials)
+        return [r for r in rows if r["n"] not in mine]
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Each parameter of the study's finished trials, with its latest distribution."""
+        return dict(self._mirror.distributions)
 
     def subscribe(self, observer: Callable[[Progress], None]) -> None:
         """Call ``observer(progress)`` now and on every (throttled) update."""
@@ -253,12 +282,17 @@ class Controller:
             self._on_future_done(item[1])
         elif kind == "stop":
             self._on_stop(graceful=item[1], reason=item[2])
+        elif kind == "created":
+            self._on_created(item[1], item[2], item[3])
         elif kind == "retire":
             self._retire(item[1], item[2])
+        elif kind == "narrow":
+            self._overrides = {**self._overrides, **item[1]}
+            self._event("later trials use the edited search space: " + ", ".join(item[1]))
 
     # -- supplying tasks ----------------------------------------------------------------------
     def _running(self) -> int:
-        return sum(1 for task in self._tasks.values() if task.trial is not None)
+        return sum(1 for task in self._tasks.values() if not _idle(task))
 
     def _no_more_trials(self) -> bool:
         """True when no new trial may start; records why."""
@@ -324,18 +358,27 @@ class Controller:
         if self._no_more_trials() or p.counted + self._running() >= p.target:
             self._reply(message, {"none": True})
             return
-        attrs = self._trial_attrs
+        ran_on = {"worker": task.worker, "gpu": task.gpu}
+        attrs = {TRIAL_KEY: {**self._trial_attrs[TRIAL_KEY], **ran_on}}
         task.retry = self._take_retry(task.worker)
         if task.retry is not None:
             self._mirror.enqueue(task.retry.params)
-            attrs = {
-                TRIAL_KEY: {
-                    **attrs[TRIAL_KEY],
-                    "retry_of": task.retry.origin,
-                    "retry": task.retry.attempt,
-                }
-            }
-        t = task.trial = self._mirror.ask(attrs)
+            attrs[TRIAL_KEY].update(retry_of=task.retry.origin, retry=task.retry.attempt)
+        # The storage creates the trial on the writer thread; meanwhile this thread serves the
+        # other trials (a hundred tasks may start at once), and the ticket goes out after.
+        created = task.created = self._mirror.ask(attrs)
+        key = message["key"]
+        created.add_done_callback(lambda f: self._inbox.put(("created", key, message, f)))
+
+    def _on_created(
+        self, key: str, message: dict[str, Any], created: concurrent.futures.Future[MirroredTrial]
+    ) -> None:
+        task = self._tasks.get(key)
+        if task is None or task.created is not created or created.exception() is not None:
+            return  # its trial ended meanwhile (see _settle), or the storage failed (tick raises)
+        self._settle(task)
+        t, p = task.trial, self.progress
+        assert t is not None
         relative = {k: v for k, v in t.trial.relative_params.items() if k not in t.fixed_params}
         ticket = TrialTicket(
             number=t.number,
@@ -344,9 +387,16 @@ class Controller:
             fixed_params=t.fixed_params,
             relative_params=relative,
             relative_space=dict(t.trial.relative_search_space or {}),
+            overrides=self._overrides,
         )
         self._reply(message, {"ticket": cloudpickle.dumps(ticket)})
         self._update(running=self._running(), sampler=self._sampler_text())
+
+    def _settle(self, task: _Task) -> None:
+        """Wait for the trial a task is being given, if any (to end it, or to hand it out)."""
+        if task.created is not None:
+            created, task.created = task.created, None
+            task.trial = created.result()
 
     def _take_retry(self, worker: str | None) -> _Retry | None:
         """A pending retry for this worker: one that failed elsewhere, when there is a choice."""
@@ -392,6 +442,10 @@ class Controller:
         task.next_seq[message["attempt"]] = message["seq"] + 1
         op = message["op"]
         if op == "start":
+            if not _idle(task):  # dask ran the task again: its worker left mid-trial
+                self._reply(message, {"none": True})
+                self._fail(message["key"], "its worker left during the trial (retired or lost)")
+                return
             self._start_trial(task, message)
             return
         t, mirror = task.trial, self._mirror
@@ -437,7 +491,7 @@ class Controller:
             return
         if future.status == "finished":
             self._on_message(future.result())
-        elif task.trial is None:
+        elif _idle(task):
             self._drop(key)
         elif future.status == "error":
             error = future.exception()
@@ -477,10 +531,19 @@ class Controller:
     ) -> None:
         """Store the trial's end and forget its task (a cancelled task keeps its notices)."""
         task = self._tasks[key]
+        self._settle(task)
         t = task.trial
         assert t is not None
-        self._mirror.finish(t, state, values, attrs)
+        frozen = self._mirror.finish(t, state, values, attrs)
         self._drop(key, keep_queues=cancelled)
+        reason = (attrs or {}).get(FAIL_REASON_KEY, "")
+        row = trial_row(frozen, t.number)
+        self.rows.append({**row, "w": task.worker, "g": task.gpu, "r": reason})
+        if state == TrialState.PRUNED:
+            pruner = self._mirror.study.pruner
+            self._event(explain_prune(pruner, self._mirror.study, frozen, t.number))
+        elif state == TrialState.FAIL and not cancelled:
+            self._event(f"trial {t.number} failed: {reason}")
         if state == TrialState.FAIL and not cancelled:
             self._schedule_retry(task, t)
         p = self.progress
@@ -498,7 +561,7 @@ class Controller:
             changes["pruned"] = p.pruned + 1
         else:
             changes["failed"] = p.failed + 1
-            changes["last_failure"] = f"trial {t.number}: {(attrs or {}).get(FAIL_REASON_KEY)}"
+            changes["last_failure"] = f"trial {t.number}: {reason}"
         self._update(**changes)
         self._check_early_stop()
 
@@ -517,7 +580,8 @@ class Controller:
     def _event(self, text: str) -> None:
         """A notable moment of the run, for the widget and %hpo_status."""
         stamp = time.strftime("%H:%M:%S")
-        self._update(events=(*self.progress.events[-19:], f"{stamp} {text}"))
+        p = self.progress
+        self._update(events=(*p.events[-19:], f"{stamp} {text}"), events_total=p.events_total + 1)
 
     def _improves(self, value: float) -> bool:
         """Better than the best by at least ``min_delta`` (the first value always is)."""
@@ -582,6 +646,7 @@ class Controller:
             self._stop_reason = reason
             self._end_state = end
             self._update(reason=reason)
+            self._event(f"stopping: {reason}")
         self._cancel(
             idle_only=graceful, reason=f"cancelled: {reason}", grace=self._config.kill_grace
         )
@@ -597,12 +662,12 @@ class Controller:
         doomed = [
             (key, task)
             for key, task in self._tasks.items()
-            if (keys is None or key in keys) and (task.trial is None or not idle_only)
+            if (keys is None or key in keys) and (_idle(task) or not idle_only)
         ]
         if doomed and self._client is not None:
             self._client.cancel([task.future for _, task in doomed])
         for key, task in doomed:
-            if task.trial is None:
+            if _idle(task):
                 self._drop(key)
                 continue
             if self._channel is not None:
@@ -637,7 +702,15 @@ class Controller:
             except Exception as e:  # e.g. a worker without a nanny cannot be restarted
                 self.log.append(f"warning: could not restart worker {worker}: {_one_line(e)}")
             gpu, pid = task.gpu, task.pid
-            if gpu is not None and pid is not None and not memory_released(gpu, pid):
+            # NVML here sees this machine's GPUs only: check the workers that run here.
+            local = urllib.parse.urlparse(worker).hostname in ("127.0.0.1", "localhost")
+            leaked = False
+            if local and gpu is not None and pid is not None:
+                try:
+                    leaked = not memory_released(gpu, pid)
+                except Exception as e:
+                    self.log.append(f"warning: could not check GPU {gpu}: {_one_line(e)}")
+            if leaked:
                 self._inbox.put(("retire", name, gpu))
 
         threading.Thread(target=restart, name="hpo_nb-restart", daemon=True).start()
@@ -689,7 +762,7 @@ class Controller:
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _housekeeping(self) -> None:
-        self._mirror.check()
+        self._mirror.tick()
         now = time.monotonic()
         if self._hard_deadline is not None and now >= self._hard_deadline:
             self._hard_deadline = None
@@ -728,7 +801,7 @@ class Controller:
         assert self._client is not None
         self._event("the objective's data was lost with a worker: sending it again")
         self._objective_future = self._client.scatter(self._objective, broadcast=True, hash=False)
-        idle = [key for key, task in self._tasks.items() if task.trial is None]
+        idle = [key for key, task in self._tasks.items() if _idle(task)]
         self._cancel(idle_only=True, reason="", keys=idle)
         future.release()
 
@@ -827,6 +900,11 @@ class Controller:
         for observer in self._observers:
             with contextlib.suppress(Exception):  # a broken view must not stop the study
                 observer(progress)
+
+
+def _idle(task: _Task) -> bool:
+    """A task that has no trial (queued, or told there is none), nor one being created."""
+    return task.trial is None and task.created is None
 
 
 def _one_line(error: BaseException | None) -> str:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import html
+import itertools
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +20,29 @@ import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.study._frozen import FrozenStudy
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
+from ._archive import read_archive, restore_archive, write_archive
 from ._errors import HpoError
 from ._objective import Objective
+from ._plots import FORMATS, export_plots
 from ._records import CONFIG_KEY, FAIL_REASON_KEY, RECORD_KEY, STOP_KEY, effective_state, session
 from ._run import Run, find_run, run
 from ._settings import settings
+from ._space import SearchSpace
 from ._storage import display_url, open_storage, storage_url
 
 __all__ = [
     "StudyInfo",
     "StudyList",
     "best",
+    "branch",
     "delete",
     "export",
+    "export_archive",
+    "import_archive",
+    "plots",
+    "recorded_config",
     "resume",
     "status",
     "stop",
@@ -240,6 +249,16 @@ def stop(name: str, storage: str | None = None, *, now: bool = False) -> str:
     return f"asked the kernel running {name!r} to stop {'now' if now else 'gracefully'}"
 
 
+def recorded_config(name: str, storage: str | None = None) -> dict[str, Any]:
+    """What study ``name`` was last run with ({} for a study hpo_nb did not run, or none)."""
+    rdb, _ = _storage(storage, name)
+    try:
+        study_id = rdb.get_study_id_from_name(name)
+    except KeyError:
+        return {}
+    return dict(rdb.get_study_system_attrs(study_id).get(CONFIG_KEY) or {})
+
+
 def resume(
     name: str,
     objectives: Mapping[str, Objective | Callable[[Any], Any]],
@@ -360,6 +379,44 @@ def export(name: str, path: str | Path, format: str, storage: str | None = None)
     return out
 
 
+def plots(
+    name: str, directory: str | Path, formats: Iterable[str] = FORMATS, storage: str | None = None
+) -> list[Path]:
+    """Write every chart of study ``name`` (history, importance, ...) to ``directory`` as
+    ``png``, ``svg`` and standalone ``html``; returns the files written.
+
+    >>> hpo_nb.plots("quad", "plots", ["png"])  # doctest: +SKIP
+    """
+    rdb, url = _storage(storage, name)
+    _study_id(rdb, name, url)
+    study = optuna.load_study(study_name=name, storage=rdb)
+    return export_plots(study, directory, formats)
+
+
+def export_archive(name: str, path: str | Path, storage: str | None = None) -> Path:
+    """Write study ``name`` and every trial (all states, attributes, intermediate values) to
+    one compressed, lossless archive file; :func:`import_archive` re-creates it anywhere.
+
+    >>> hpo_nb.export_archive("quad", "quad.zip")  # doctest: +SKIP
+    """
+    rdb, url = _storage(storage, name)
+    return write_archive(rdb, _study_id(rdb, name, url), path)
+
+
+def import_archive(path: str | Path, storage: str | None = None, study: str | None = None) -> str:
+    """Re-create the study archived in ``path`` (under the name ``study``, default its own)
+    in ``storage`` (default: ``hpo.db``) with identical trials; returns the study's name.
+
+    >>> hpo_nb.import_archive("quad.zip", "sqlite:///other.db", study="quad-copy")  # doctest: +SKIP
+    'quad-copy'
+    """
+    archive = read_archive(path)
+    rdb, _ = _storage(storage)
+    name = study or archive.study_name
+    restore_archive(archive, rdb, name)
+    return name
+
+
 def delete(name: str, storage: str | None = None) -> None:
     """Delete study ``name`` and all its trials (refused while it runs)."""
     local = find_run(name)
@@ -371,3 +428,45 @@ def delete(name: str, storage: str | None = None) -> None:
     if effective_state(record, settings.stale_grace)[0] in ("running", "stopping"):
         raise HpoError(f"study {name!r} is running in another kernel: %hpo_stop it first")
     rdb.delete_study(study_id)
+
+
+PARENT_KEY = "hpo_nb:parent"
+
+
+def branch(name: str, space: SearchSpace, storage: str | None = None) -> tuple[str, int]:
+    """A linked child of study ``name`` for a space its history is incompatible with (a
+    parameter changed kind, log scale or choices): a new study ``name-K`` that records its
+    parent and holds every finished trial that still fits ``space``. Returns its name and how
+    many trials it carried over."""
+    rdb, url = _storage(storage, name)
+    parent_id = _study_id(rdb, name, url)
+    taken = {s.study_name for s in rdb.get_all_studies()}
+    child = next(f"{name}-{k}" for k in itertools.count(2) if f"{name}-{k}" not in taken)
+    parent = optuna.load_study(study_name=name, storage=rdb)
+    new = space.distributions()
+    params = {p.name: p for p in space}
+    fitting = [
+        optuna.trial.create_trial(
+            state=t.state,
+            values=t.values,
+            params=t.params,
+            distributions={k: new.get(k, d) for k, d in t.distributions.items()},
+            user_attrs=t.user_attrs,
+            system_attrs={**t.system_attrs, PARENT_KEY: {"study": name, "number": t.number}},
+            intermediate_values=t.intermediate_values,
+        )
+        for t in parent.get_trials(deepcopy=False, states=_FINISHED)
+        if all(k not in params or params[k].can_take(v) for k, v in t.params.items())
+    ]
+    study = optuna.create_study(
+        study_name=child, storage=rdb, directions=parent.directions, load_if_exists=False
+    )
+    study.add_trials(fitting)
+    attrs = rdb.get_study_system_attrs(parent_id)
+    if CONFIG_KEY in attrs:
+        rdb.set_study_system_attr(study._study_id, CONFIG_KEY, attrs[CONFIG_KEY])
+    rdb.set_study_system_attr(study._study_id, PARENT_KEY, name)
+    return child, len(fitting)
+
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -17,8 +17,11 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from . import _lifecycle as lifecycle
 from ._algorithms import PRUNERS, SAMPLERS, parse_options
+from ._console import Console
+from ._console import show as show_console
 from ._errors import HpoError
 from ._objective import DIRECTIONS, Objective, as_objective, objective_from_cell, parse_directions
+from ._plots import FORMATS as PLOT_FORMATS
 from ._progress import RunState
 from ._run import Run, active_runs, run
 from ._space import SearchSpace
@@ -252,11 +255,7 @@ class HpoMagics(Magics):
         args = parse_argstring(self.hpo_run, line)
         objective = self._objective(args.name)
         with _usage_errors():
-            declared = (
-                parse_directions(args.direction, args.directions)
-                if args.direction or args.directions
-                else None
-            )
+            declared = _directions(args)
             handle = run(as_objective(objective, declared), args.n_trials, **self._options(args))
         return self._show(handle, args)
 
@@ -285,8 +284,53 @@ class HpoMagics(Magics):
             )
         return self._show(handle, args)
 
+    @magic_arguments()
+    @argument("name", help="an objective (%%%%hpo_objective) or an existing study")
+    @argument("--n-trials", type=_positive_int, metavar="N", help="the study's target")
+    @_run_options
+    @line_magic
+    def hpo_panel(self, line: str) -> None:
+        """Show the control panel: edit the space, pick the algorithms, start, stop and watch.
+
+        Example::
+
+            %hpo_panel quadratic --n-trials 200
+        """
+        args = parse_argstring(self.hpo_panel, line)
+        with _usage_errors():
+            options = self._options(args)
+            study = options.pop("study") or args.name
+            storage = options.pop("storage")
+            objective = self._objective_or_none(args.name)
+            if objective is None:
+                recorded = lifecycle.recorded_config(study, storage).get("objective")
+                objective = self._objective_or_none(recorded) if recorded else None
+            declared = _directions(args)
+            if objective is not None and declared is not None:
+                objective = as_objective(objective, declared)
+            console = Console(
+                study=study,
+                objective=objective,
+                storage=storage,
+                options={**options, "n_trials": args.n_trials},
+            )
+        show_console(console)
+        if args.output:
+            self._user_ns[args.output] = console
+
+    def _objective_or_none(self, name: str) -> Objective | None:
+        try:
+            return self._objective(name)
+        except UsageError:
+            return None
+
     def _show(self, handle: Run, args: argparse.Namespace) -> Run:
-        handle._show_in_cell(getattr(self.shell, "execution_count", None))
+        try:
+            handle._show_in_cell(getattr(self.shell, "execution_count", None))
+        except KeyboardInterrupt:  # before --wait took over: stop as it would have
+            if args.wait:
+                handle.stop(reason="interrupted").wait()
+            raise
         if args.output:
             self._user_ns[args.output] = handle
         if args.wait:
@@ -358,19 +402,65 @@ class HpoMagics(Magics):
     @argument("study")
     @argument(
         "--format",
-        required=True,
         choices=["json", "csv", "parquet"],
-        help="json: the best configuration; csv, parquet: every trial",
+        help="json: the best configuration; csv, parquet: every trial (with --out)",
     )
-    @argument("--out", required=True, metavar="PATH")
+    @argument("--out", metavar="PATH")
+    @argument("--plots", metavar="DIR", help="write every chart (history, importance, ...) to DIR")
+    @argument(
+        "--plot-formats",
+        nargs="+",
+        choices=list(PLOT_FORMATS),
+        metavar="FORMAT",
+        help="any of png, svg, html (standalone, offline); default: all three",
+    )
+    @argument(
+        "--archive",
+        metavar="PATH",
+        help="the whole study, every trial as it is, in one compressed file for %%hpo_import",
+    )
     @_storage_argument
     @line_magic
     def hpo_export(self, line: str) -> None:
-        """Write a study's best configuration (json) or its trials table (csv, parquet)."""
+        """Write a study's best configuration (json), its trials table (csv, parquet), its
+        charts (--plots DIR) and/or a lossless archive of the whole study (--archive PATH)."""
         args = parse_argstring(self.hpo_export, line)
+        if args.plot_formats and not args.plots:
+            raise UsageError("--plot-formats needs --plots DIR")
+        if not (args.format or args.out or args.plots or args.archive):
+            raise UsageError("give --format and --out, or --plots DIR, or both, or --archive PATH")
+        for given, needed in (("format", "out"), ("out", "format")):
+            if getattr(args, given) and not getattr(args, needed):
+                raise UsageError(f"the following arguments are required: --{needed}")
         with _usage_errors():
-            path = lifecycle.export(args.study, args.out, args.format, args.storage)
-        print(f"wrote {path}")
+            if args.format:
+                print(f"wrote {lifecycle.export(args.study, args.out, args.format, args.storage)}")
+            if args.archive:
+                path = lifecycle.export_archive(args.study, args.archive, args.storage)
+                print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
+            if args.plots:
+                formats = args.plot_formats or PLOT_FORMATS
+                files = lifecycle.plots(args.study, args.plots, formats, args.storage)
+                print(f"wrote {len(files)} files to {args.plots}")
+                for stem in dict.fromkeys(f.stem for f in files):
+                    print("  " + " ".join(f.name for f in files if f.stem == stem))
+
+    @magic_arguments()
+    @argument("path", help="an archive written by %%hpo_export STUDY --archive PATH")
+    @argument("--study", metavar="NEW_NAME", help="the study's name (default: the archived one)")
+    @_storage_argument
+    @line_magic
+    def hpo_import(self, line: str) -> None:
+        """Re-create an archived study, with identical trials, in a storage (default: hpo.db).
+
+        Example::
+
+            %hpo_import quad.zip --study quad-copy --storage sqlite:///other.db
+        """
+        args = parse_argstring(self.hpo_import, line)
+        with _usage_errors():
+            name = lifecycle.import_archive(args.path, args.storage, args.study)
+        print(f"imported study {name!r} from {args.path}")
 
     @magic_arguments()
     @argument("study")
@@ -447,6 +537,13 @@ class HpoMagics(Magics):
         raise UsageError(
             f"unknown objective {name!r}: define it with %%hpo_objective {name} (defined: {known})"
         )
+
+
+def _directions(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """``--direction``/``--directions`` when given (they override the objective's)."""
+    if args.direction or args.directions:
+        return parse_directions(args.direction, args.directions)
+    return None
 
 
 @contextlib.contextmanager

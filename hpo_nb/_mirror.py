@@ -3,7 +3,7 @@
 Samplers and pruners read the whole history on every ask; reading it from memory instead of the
 database is what keeps a suggestion fast. Every change is written to the storage as it happens,
 in order, by one writer thread (attributes before the state, as Optuna's own cache does), so the
-controller never waits on the database except to create a trial, and the storage soon holds the
+controller never waits on the database, not even to create a trial, and the storage soon holds the
 truth a resumed run or another kernel needs. Only the controller thread uses a mirror.
 """
 
@@ -13,11 +13,13 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -25,9 +27,12 @@ from optuna.distributions import (
     IntDistribution,
 )
 from optuna.storages import InMemoryStorage, RDBStorage
+from optuna.storages._rdb.models import TrialIntermediateValueModel
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = ["Mirror", "MirroredTrial"]
+
+_VALUES_EVERY = 0.25  # seconds a reported value may wait to be written with the next ones
 
 
 @dataclasses.dataclass
@@ -61,7 +66,11 @@ class Mirror:
         self._study_attrs = dict(storage.get_study_system_attrs(self._study_id))
         self._waiting: dict[int, int] = {}  # memory id -> storage id of enqueued trials
         self._numbers: dict[int, int] = {}  # memory number -> storage number
+        # Each parameter of the finished trials, with its latest distribution.
+        self.distributions: dict[str, BaseDistribution] = {}
         for t in storage.get_all_trials(self._study_id, deepcopy=False):
+            if t.state.is_finished():
+                self.distributions.update(t.distributions)
             if t.state.is_finished() or t.state == TrialState.WAITING:
                 memory_id = self._memory.create_new_trial(self._memory_study_id, template_trial=t)
                 self._numbers[self._memory.get_trial_number_from_id(memory_id)] = t.number
@@ -73,6 +82,8 @@ class Mirror:
         self._persisted_attrs: dict[int, dict[str, Any]] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo_nb-writer")
         self._write_error: BaseException | None = None
+        self._values: list[tuple[int, int, float]] = []  # reported, not yet sent to the writer
+        self._values_since = 0.0
 
     # -- writing -----------------------------------------------------------------------------
     def _write(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
@@ -91,13 +102,47 @@ class Mirror:
         if self._write_error is not None:
             raise self._write_error
 
+    def tick(self) -> None:
+        """Raise the first write error; send the buffered intermediate values once they wait
+        ``_VALUES_EVERY`` seconds (the controller calls this between messages)."""
+        self.check()
+        if self._values and time.monotonic() - self._values_since >= _VALUES_EVERY:
+            self._send_values()
+
+    def _send_values(self) -> None:
+        if self._values:
+            rows, self._values = self._values, []
+            self._write(self._insert_values, rows)
+
+    def _insert_values(self, rows: list[tuple[int, int, float]]) -> None:
+        """Intermediate values, many in one statement: Optuna's own call takes a transaction
+        and two look-ups per value, which cannot keep up with a hundred trials reporting
+        several times a second. Each (trial, step) is new: workers drop repeated steps and a
+        trial's values are sent before its end."""
+        model = TrialIntermediateValueModel
+        records = []
+        for trial_id, step, value in rows:
+            stored, kind = model.intermediate_value_to_stored_repr(value)
+            records.append(
+                {
+                    "trial_id": trial_id,
+                    "step": step,
+                    "intermediate_value": stored,
+                    "intermediate_value_type": kind,
+                }
+            )
+        with self._rdb.engine.begin() as connection:
+            connection.execute(sqlalchemy.insert(model), records)
+
     def flush(self) -> None:
         """Wait for every pending write; raise the first error any write met."""
+        self._send_values()
         self._writer.submit(lambda: None).result()
         self.check()
 
     def close(self) -> None:
         """Flush, then stop the writer thread."""
+        self._send_values()
         self._writer.shutdown(wait=True)
         self.check()
 
@@ -145,25 +190,26 @@ class Mirror:
         return bool(getattr(self.study, "_stop_flag", False))
 
     # -- a trial's life ----------------------------------------------------------------------
-    def ask(self, attrs: dict[str, Any] | None = None) -> MirroredTrial:
-        """Start a trial; ``attrs`` are system attributes for its record in the storage."""
+    def ask(self, attrs: dict[str, Any] | None = None) -> Future[MirroredTrial]:
+        """Start a trial; ``attrs`` are system attributes for its record in the storage. The
+        trial exists in memory at once; the future is done once its record is created (its
+        storage number is known then), after every earlier write."""
         # Samplers signal "nothing left" with study.stop(), which Optuna allows only inside
         # its optimize loop; this thread is that loop.
         self.study._thread_local.in_optimize_loop = True
         trial = self.study.ask()
         memory_id = trial._trial_id
         waiting = self._waiting.pop(memory_id, None)
-        created = self._write(self._create_trial, waiting, dict(attrs or {}))
         frozen = self._memory.get_trial(memory_id)
         self._persisted_attrs[memory_id] = dict(frozen.system_attrs)
-        storage_id, number = created.result()
-        self._numbers[trial.number] = number
-        return MirroredTrial(
-            trial=trial,
-            storage_id=storage_id,
-            number=number,
-            fixed_params=dict(frozen.system_attrs.get("fixed_params", {})),
-        )
+        fixed_params = dict(frozen.system_attrs.get("fixed_params", {}))
+
+        def create() -> MirroredTrial:  # on the writer thread
+            storage_id, number = self._create_trial(waiting, dict(attrs or {}))
+            self._numbers[trial.number] = number  # read only once the controller has the trial
+            return MirroredTrial(trial, storage_id, number, fixed_params)
+
+        return self._write(create)
 
     def storage_number(self, memory_number: int) -> int:
         """The number the storage (and the user) knows a trial by."""
@@ -184,7 +230,9 @@ class Mirror:
 
     def report(self, t: MirroredTrial, value: float, step: int) -> None:
         t.trial.report(value, step)
-        self._write(self._rdb.set_trial_intermediate_value, t.storage_id, step, float(value))
+        if not self._values:
+            self._values_since = time.monotonic()
+        self._values.append((t.storage_id, step, float(value)))  # written in batches: tick()
 
     def should_prune(self, t: MirroredTrial) -> bool:
         return bool(t.trial.should_prune())
@@ -208,11 +256,13 @@ class Mirror:
         attrs: dict[str, str] | None = None,
     ) -> FrozenTrial:
         """Tell the trial's result; ``attrs`` are extra system attributes for the storage."""
+        self._send_values()  # its intermediate values before its state
         if state == TrialState.COMPLETE:
             self.study.tell(t.trial, values)
         else:
             self.study.tell(t.trial, state=state)
         frozen = self._memory.get_trial(t.trial._trial_id)
+        self.distributions.update(frozen.distributions)
         for key, value in (attrs or {}).items():
             self._write(self._rdb.set_trial_system_attr, t.storage_id, key, value)
         self._sync_attrs(t)

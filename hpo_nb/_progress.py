@@ -62,7 +62,8 @@ class Progress:
     last_failure: str = ""
     sampler: str = ""
     retried: int = 0  # failed trials whose parameters run again (they do not count)
-    events: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()  # the latest ones, "HH:MM:SS text"
+    events_total: int = 0  # how many the run has emitted (views tell the new ones by it)
     resources: tuple[dict[str, Any], ...] = ()
     started_at: float = dataclasses.field(default_factory=time.time)
     ended_at: float | None = None

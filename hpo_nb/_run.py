@@ -30,7 +30,8 @@ from ._storage import display_url, load_or_create_study, open_storage, storage_u
 from ._worker import PickledObjective
 
 if TYPE_CHECKING:
-    from ._widget import ProgressWidget
+    from ._console import Console
+    from ._panel import Panel
 
 __all__ = ["ObjectiveChangedWarning", "Run", "active_runs", "find_run", "run", "stop_all"]
 
@@ -45,9 +46,17 @@ class Run:
     >>> r.wait().best_params                    # doctest: +SKIP
     """
 
-    def __init__(self, controller: Controller, url: str) -> None:
+    def __init__(
+        self,
+        controller: Controller,
+        url: str,
+        objective: Objective | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self._controller = controller
         self._url = url
+        self._objective = objective  # what the panel's Resume runs again
+        self._options = dict(options or {})
         self.storage = display_url(url)
         self._thread = threading.Thread(
             target=controller.run, name=f"hpo_nb:{controller.study.study_name}", daemon=True
@@ -82,6 +91,12 @@ class Run:
         self._controller.stop(graceful=graceful, reason=reason)
         return self
 
+    def narrow(self, space: Any) -> Run:
+        """Later trials draw the parameters of ``space`` from its ranges and choices; the
+        change must be compatible with the study's history (same kinds, log and choices)."""
+        self._controller.narrow(SearchSpace.parse(space).distributions())
+        return self
+
     # -- what it did -------------------------------------------------------------------------
     @property
     def study(self) -> optuna.Study:
@@ -102,6 +117,25 @@ class Run:
     @property
     def done(self) -> bool:
         return self.state.done
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """This run's finished trials as view rows, in order (see ``hpo_nb._rows``); the list
+        only grows."""
+        return self._controller.rows
+
+    def history(self) -> list[dict[str, Any]]:
+        """The study's other finished trials as view rows (earlier runs'), from memory."""
+        return self._controller.history()
+
+    def distributions(self) -> dict[str, Any]:
+        """Every parameter the study's finished trials used, with its latest distribution."""
+        return self._controller.distributions()
+
+    def subscribe(self, observer: Callable[[Progress], None]) -> None:
+        """Call ``observer(progress)`` now and on every update (a few times a second at most),
+        from the run's thread."""
+        self._controller.subscribe(observer)
 
     @property
     def log(self) -> list[str]:
@@ -134,10 +168,21 @@ class Run:
 
     # -- display -----------------------------------------------------------------------------
     @functools.cached_property
-    def widget(self) -> ProgressWidget:
-        from ._widget import ProgressWidget
+    def console(self) -> Console:
+        """The control panel's logic for this run's study."""
+        from ._console import Console
 
-        return ProgressWidget(self._controller)
+        return Console(
+            study=self.study.study_name,
+            objective=self._objective,
+            options=self._options,
+            handle=self,
+        )
+
+    @property
+    def widget(self) -> Panel:
+        """The control panel, following this run."""
+        return self.console.panel
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
@@ -145,20 +190,20 @@ class Run:
     def _ipython_display_(self) -> None:
         from IPython import get_ipython
 
-        from ._widget import show
+        from ._console import show
 
         shell = get_ipython()
         count = getattr(shell, "execution_count", None)
         if count is not None and self._skip_display_in == count:
             self._skip_display_in = None  # %hpo_run showed it already in this cell
             return
-        show(self.widget, self._controller)
+        show(self.console)
 
     def _show_in_cell(self, execution_count: int | None) -> None:
-        """Show the live widget now; the cell's Out[] will not show it a second time."""
-        from ._widget import show
+        """Show the live panel now; the cell's Out[] will not show it a second time."""
+        from ._console import show
 
-        show(self.widget, self._controller)
+        show(self.console)
         self._skip_display_in = execution_count
 
 
@@ -183,6 +228,7 @@ def run(
     pruner: str | optuna.pruners.BasePruner = "median",
     pruner_options: Mapping[str, Any] | None = None,
     space: Any = None,
+    narrow: Any = None,
     enqueue: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
     workers: int | None = None,
     cluster: str | None = None,
@@ -204,8 +250,10 @@ def run(
     """Create or resume a study and run it on dask until it has ``n_trials`` finished trials.
 
     ``n_trials`` counts every finished trial of the study, earlier runs included. Without
-    ``wait`` this returns at once and the study runs in the background. See the README for
-    every option; they mirror ``%hpo_run``'s.
+    ``wait`` this returns at once and the study runs in the background. ``narrow`` (a space
+    of some parameters) overrides the ranges and choices the objective's own ``suggest_*`` calls
+    ask for, as the panel's editor does. See the README for every option; they mirror
+    ``%hpo_run``'s.
 
     >>> def f(trial):
     ...     return trial.suggest_float("x", -1, 1) ** 2
@@ -235,9 +283,10 @@ def run(
     declared = (
         parse_directions(direction, directions) if direction is not None or directions else None
     )
-    obj = as_objective(objective, declared)
+    obj = base = as_objective(objective, declared)
     if space is not None:
         obj = obj.with_space(SearchSpace.parse(space))
+    overrides = SearchSpace.parse(narrow).distributions() if narrow is not None else None
     if patience is not None and len(obj.directions) > 1:
         raise HpoError("--patience needs a single objective (the best value must be one number)")
     seeds = _as_configs(enqueue)
@@ -284,6 +333,7 @@ def run(
                 "patience": patience,
                 "min_delta": min_delta,
                 "space": obj.space.to_dict() if obj.space is not None else None,
+                "narrow": SearchSpace.parse(narrow).to_dict() if narrow is not None else None,
             },
         )
         controller = Controller(
@@ -297,9 +347,30 @@ def run(
             ),
             config=settings,
             trial_attrs={"version": obj.fingerprint},
+            overrides=overrides,
         )
         controller.prepare()
-        handle = Run(controller, url)
+        options = {
+            "sampler": sampler,
+            "sampler_options": sampler_options,
+            "pruner": pruner,
+            "pruner_options": pruner_options,
+            "workers": workers,
+            "cluster": cluster,
+            "gpus": gpus,
+            "concurrency": concurrency,
+            "trial_timeout": trial_timeout,
+            "retries": retries,
+            "timeout": timeout,
+            "max_time": max_time,
+            "patience": patience,
+            "min_delta": min_delta,
+            "seed": seed,
+            "n_trials": n_trials,
+            "space": obj.space,
+            "narrow": narrow,
+        }
+        handle = Run(controller, url, base, options)
         _active[key] = handle
     handle._start()
     if wait:

@@ -71,6 +71,7 @@ class TrialTicket:
     fixed_params: dict[str, Any]
     relative_params: dict[str, Any]
     relative_space: dict[str, BaseDistribution]
+    overrides: dict[str, BaseDistribution] = dataclasses.field(default_factory=dict)
 
 
 class WorkerTrial(BaseTrial):
@@ -116,6 +117,7 @@ class WorkerTrial(BaseTrial):
         return self.suggest_float(name, low, high, step=q)
 
     def _suggest(self, name: str, distribution: BaseDistribution) -> Any:
+        distribution = self._ticket.overrides.get(name, distribution)  # edited in the panel
         if name in self._distributions:
             check_distribution_compatibility(self._distributions[name], distribution)
             return self._params[name]

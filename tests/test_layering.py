@@ -36,7 +36,7 @@ def test_the_wheel_ships_the_widget_front_end(tmp_path):
     )
     (wheel,) = tmp_path.glob("hpo_nb-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"hpo_nb/_static/progress.js", "hpo_nb/_static/progress.css"} <= set(names)
+    assert {"hpo_nb/_static/panel.js", "hpo_nb/_static/panel.css"} <= set(names)
     target = tmp_path / "site"
     subprocess.run(
         [
@@ -58,10 +58,10 @@ def test_the_wheel_ships_the_widget_front_end(tmp_path):
             "-I",
             "-c",
             f"import sys; sys.path.insert(0, {str(target)!r}); "
-            "from hpo_nb._assets import asset; print(asset('progress.js'))",
+            "from hpo_nb._assets import asset; print(asset('panel.js'))",
         ],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
-    assert found == str(target / "hpo_nb" / "_static" / "progress.js")
+    assert found == str(target / "hpo_nb" / "_static" / "panel.js")

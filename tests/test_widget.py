@@ -1,4 +1,4 @@
-"""The progress widget: what it receives, how often, and how it reads as text."""
+"""The panel's progress: what it receives, how often, and how it reads as text."""
 
 from __future__ import annotations
 
@@ -8,20 +8,12 @@ import math
 import time
 
 import hpo_nb
+from hpo_nb._panel import Panel
 from hpo_nb._progress import Progress, RunState
-from hpo_nb._widget import ProgressWidget
 
 
 def instant(trial):
     return trial.suggest_float("x", -1, 1) ** 2
-
-
-class Source:
-    def __init__(self, progress):
-        self.progress = progress
-
-    def subscribe(self, observer):
-        observer(self.progress)
 
 
 def test_the_widget_shows_the_final_state(db):
@@ -88,7 +80,6 @@ def test_eta_follows_this_runs_pace():
 
 
 def test_widget_ships_its_front_end():
-    widget = ProgressWidget(Source(Progress(study="s", target=1)))
-    assert "export default" in str(widget._esm) and "render" in str(widget._esm)
-    assert ".hpo-progress" in str(widget._css)
-    assert widget.progress["study"] == "s"
+    widget = Panel(lambda command: None)
+    assert "export default" in str(widget._esm) and "hpo-panel" in str(widget._esm)
+    assert ".hpo-panel" in str(widget._css)

@@ -1,0 +1,512 @@
+"""A whole study in one compressed, lossless file, and back into any storage.
+
+An archive is a ZIP file (any unzip tool opens it) with five members:
+
+- ``archive.json``: the format and its version, the study (name, directions, user and system
+  attributes), the distinct parameter distributions (Optuna's distribution JSON) and counts.
+- ``trials.jsonl``: one JSON object per trial, in number order: ``number``, ``state``,
+  ``values``, ``datetime_start`` and ``datetime_complete`` (ISO 8601, UTC), ``params`` (each
+  ``name: [value, index of its distribution]``, the value in Optuna's internal representation,
+  as its storage keeps it: the float itself, or the index of a categorical choice),
+  ``user_attrs``, ``system_attrs``. Floats are written exactly (Python's shortest repr);
+  ``NaN`` and ``Infinity`` as Python's ``json`` writes them, as Optuna's storage does.
+- ``intermediate_trial.npy``, ``intermediate_step.npy``: NumPy arrays of the trial number and
+  the step of each intermediate value; ``intermediate_value.npy``: the values, as the 8 byte
+  planes (8 x n ``uint8``) of their little-endian float64 bits, which compress about 15%
+  better than the values side by side: ``planes.T.copy().view("<f8")`` gives them back, bit
+  for bit (NaN included).
+
+From an SQL storage, trials are read and written with SQLAlchemy Core straight from and into
+Optuna's tables, as stored (UTC datetimes, internal parameter values, distribution JSON):
+Optuna's ``get_all_trials`` takes about 17 s for 10,000 trials of 50 intermediate values, and
+``add_trials`` some 60 queries and a commit per trial (90 s per 1,000). An import is one
+transaction: it is whole, or it leaves nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import io
+import json
+import math
+import os
+import zipfile
+import zlib
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import sqlalchemy
+from optuna.distributions import distribution_to_json, json_to_distribution
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._rdb import models
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from ._errors import HpoError
+from ._storage import display_url
+
+__all__ = ["FORMAT", "VERSION", "Archive", "read_archive", "restore_archive", "write_archive"]
+
+FORMAT = "hpo_nb study archive"
+VERSION = 1
+
+_HEADER = "archive.json"
+_TRIALS = "trials.jsonl"
+_IV_TRIAL = "intermediate_trial.npy"
+_IV_STEP = "intermediate_step.npy"
+_IV_VALUE = "intermediate_value.npy"
+_UTC = datetime.timezone.utc
+_TABLES = models.BaseModel.metadata.tables
+
+
+@dataclasses.dataclass(frozen=True)
+class Archive:
+    """What an archive holds; ``trials`` gives Optuna's ``FrozenTrial`` of each trial.
+
+    >>> hpo_nb.read_archive("quad.zip").trials[0].params  # doctest: +SKIP
+    {'x': 1.93}
+    """
+
+    study_name: str
+    directions: list[StudyDirection]
+    user_attrs: dict[str, Any]
+    system_attrs: dict[str, Any]
+    distributions: list[str]  # Optuna's distribution JSON, as stored
+    records: list[dict[str, Any]]  # trials.jsonl: one dict per trial
+    intermediate: tuple[np.ndarray, np.ndarray, np.ndarray]  # trial number, step, value
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # who wrote it, when
+
+    def __repr__(self) -> str:
+        return f"<Archive of study {self.study_name!r}: {len(self.records)} trials>"
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        """Every trial as Optuna shows it (datetimes in local time, ``_trial_id`` = number)."""
+        dists = [json_to_distribution(d) for d in self.distributions]
+        curves: dict[int, dict[int, float]] = collections.defaultdict(dict)
+        for number, step, value in zip(*(a.tolist() for a in self.intermediate), strict=True):
+            curves[number][step] = value
+        return [
+            FrozenTrial(
+                number=r["number"],
+                state=TrialState[r["state"]],
+                value=None,
+                values=r["values"],
+                datetime_start=_local(r["datetime_start"]),
+                datetime_complete=_local(r["datetime_complete"]),
+                params={k: dists[i].to_external_repr(v) for k, (v, i) in r["params"].items()},
+                distributions={k: dists[i] for k, (_, i) in r["params"].items()},
+                user_attrs=r["user_attrs"],
+                system_attrs=r["system_attrs"],
+                intermediate_values=curves.get(r["number"], {}),
+                trial_id=r["number"],
+            )
+            for r in self.records
+        ]
+
+
+@dataclasses.dataclass
+class _Rows:
+    """A study's trials in the archive's shape, whichever storage they came from."""
+
+    records: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    distributions: dict[str, int] = dataclasses.field(default_factory=dict)  # JSON -> index
+    numbers: list[int] = dataclasses.field(default_factory=list)  # of the intermediate values
+    steps: list[int] = dataclasses.field(default_factory=list)
+    values: list[float] = dataclasses.field(default_factory=list)
+
+    def param(self, value: float, distribution_json: str) -> list[Any]:
+        index = self.distributions.setdefault(distribution_json, len(self.distributions))
+        return [value, index]
+
+
+# -- writing -----------------------------------------------------------------------------------
+def write_archive(storage: BaseStorage, study_id: int, path: str | Path) -> Path:
+    """Write a study of ``storage`` (any Optuna storage) and all its trials, RUNNING and
+    WAITING ones as they are, to the archive ``path``; an existing file is replaced only once
+    the new one is complete.
+
+    >>> rdb = optuna.storages.RDBStorage("sqlite:///hpo.db")
+    >>> write_archive(rdb, rdb.get_study_id_from_name("quad"), "quad.zip")  # doctest: +SKIP
+    """
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise HpoError(f"cannot write {out}: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise HpoError(f"cannot write {out}: it is a folder; give a file name")
+    if isinstance(storage, RDBStorage):
+        rows = _from_tables(storage, study_id)
+    else:
+        rows = _from_trials(storage.get_all_trials(study_id, deepcopy=False))
+    name = storage.get_study_name_from_id(study_id)
+    numbers = [r["number"] for r in rows.records]
+    if len(set(numbers)) != len(numbers):
+        raise HpoError(f"study {name!r} has several trials with the same number: cannot archive it")
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "study": {
+            "name": name,
+            "directions": [d.name for d in storage.get_study_directions(study_id)],
+            "user_attrs": storage.get_study_user_attrs(study_id),
+            "system_attrs": storage.get_study_system_attrs(study_id),
+        },
+        "distributions": list(rows.distributions),
+        "n_trials": len(rows.records),
+        "n_intermediate_values": len(rows.values),
+        "written_by": {"hpo_nb": _version("hpo_nb"), "optuna": optuna.__version__},
+        "written_at": datetime.datetime.now(_UTC).isoformat(timespec="seconds"),
+    }
+    values = np.array(rows.values, dtype="<f8")
+    arrays = {
+        _IV_TRIAL: np.array(rows.numbers, dtype="<i8"),
+        _IV_STEP: np.array(rows.steps, dtype="<i8"),
+        _IV_VALUE: values.view(np.uint8).reshape(-1, 8).T.copy(),
+    }
+    lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows.records)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+            zf.writestr(_HEADER, json.dumps(header, indent=1) + "\n")
+            zf.writestr(_TRIALS, lines)
+            for member, array in arrays.items():
+                with zf.open(member, "w") as f:
+                    np.save(f, array, allow_pickle=False)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return out
+
+
+def _record(number: int, state: TrialState, start: str | None, complete: str | None) -> dict:
+    return {
+        "number": number,
+        "state": state.name,
+        "values": None,
+        "datetime_start": start,
+        "datetime_complete": complete,
+        "params": {},
+        "user_attrs": {},
+        "system_attrs": {},
+    }
+
+
+def _from_trials(trials: Sequence[FrozenTrial]) -> _Rows:
+    rows = _Rows()
+    for t in sorted(trials, key=lambda t: t.number):
+        record = _record(t.number, t.state, _utc(t.datetime_start), _utc(t.datetime_complete))
+        for name, value in t.params.items():
+            dist = t.distributions[name]
+            record["params"][name] = rows.param(
+                float(dist.to_internal_repr(value)), distribution_to_json(dist)
+            )
+        record.update(values=t.values, user_attrs=t.user_attrs, system_attrs=t.system_attrs)
+        rows.records.append(record)
+        rows.numbers += [t.number] * len(t.intermediate_values)
+        rows.steps += t.intermediate_values.keys()
+        rows.values += t.intermediate_values.values()
+    return rows
+
+
+def _from_tables(rdb: RDBStorage, study_id: int) -> _Rows:
+    """The study's rows as stored, in six queries that see one snapshot of the database (the
+    study may be running), in trial number order."""
+    trials = _TABLES["trials"]
+
+    def of_study(table: str, *columns: str, order: str) -> sqlalchemy.Select:
+        t = _TABLES[table]
+        return (
+            sqlalchemy.select(t.c.trial_id, *(t.c[c] for c in columns))
+            .join(trials, trials.c.trial_id == t.c.trial_id)
+            .where(trials.c.study_id == study_id)
+            .order_by(trials.c.number, t.c[order])
+        )
+
+    rows = _Rows()
+    by_id: dict[int, dict[str, Any]] = {}
+    with rdb.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN")  # Python's sqlite3 begins no transaction to read
+        else:
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        columns = ("trial_id", "number", "state", "datetime_start", "datetime_complete")
+        query = (
+            sqlalchemy.select(*(trials.c[c] for c in columns))
+            .where(trials.c.study_id == study_id)
+            .order_by(trials.c.number, trials.c.trial_id)
+        )
+        for trial_id, number, state, start, complete in conn.execute(query):
+            by_id[trial_id] = _record(number, state, _stored_utc(start), _stored_utc(complete))
+        query = of_study(
+            "trial_params", "param_name", "param_value", "distribution_json", order="param_id"
+        )
+        for trial_id, name, value, dist in conn.execute(query):
+            by_id[trial_id]["params"][name] = rows.param(value, dist)
+        query = of_study("trial_values", "value", "value_type", order="objective")
+        for trial_id, value, kind in conn.execute(query):
+            record = by_id[trial_id]
+            stored = models.TrialValueModel.stored_repr_to_value(value, kind)
+            record["values"] = [*(record["values"] or ()), stored]
+        for table, field, order in (
+            ("trial_user_attributes", "user_attrs", "trial_user_attribute_id"),
+            ("trial_system_attributes", "system_attrs", "trial_system_attribute_id"),
+        ):
+            query = of_study(table, "key", "value_json", order=order)
+            for trial_id, key, text in conn.execute(query):
+                by_id[trial_id][field][key] = json.loads(text)
+        to_value = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+        query = of_study(
+            "trial_intermediate_values",
+            "step",
+            "intermediate_value",
+            "intermediate_value_type",
+            order="trial_intermediate_value_id",
+        )
+        for trial_id, step, value, kind in conn.execute(query):
+            rows.numbers.append(by_id[trial_id]["number"])
+            rows.steps.append(step)
+            rows.values.append(to_value(value, kind))
+    rows.records = list(by_id.values())
+    return rows
+
+
+def _utc(moment: datetime.datetime | None) -> str | None:
+    # Optuna shows naive local time; the archive keeps the instant, in UTC.
+    return None if moment is None else moment.astimezone(_UTC).isoformat(timespec="microseconds")
+
+
+def _stored_utc(moment: datetime.datetime | None) -> str | None:
+    # RDBStorage keeps naive UTC.
+    return (
+        None if moment is None else moment.replace(tzinfo=_UTC).isoformat(timespec="microseconds")
+    )
+
+
+def _local(text: str | None) -> datetime.datetime | None:
+    if text is None:
+        return None
+    return datetime.datetime.fromisoformat(text).astimezone().replace(tzinfo=None)
+
+
+def _naive_utc(text: str | None) -> datetime.datetime | None:
+    if text is None:
+        return None
+    return datetime.datetime.fromisoformat(text).astimezone(_UTC).replace(tzinfo=None)
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:  # pragma: no cover - a bare checkout
+        return "unknown"
+
+
+# -- reading -----------------------------------------------------------------------------------
+def read_archive(path: str | Path) -> Archive:
+    """Read and check the archive at ``path``; every problem is a one-line :class:`HpoError`."""
+    src = Path(path)
+    if not src.is_file():
+        raise HpoError(f"no archive at {src}")
+    not_ours = HpoError(f"{src} is not an hpo_nb archive (those come from %hpo_export --archive)")
+    try:
+        zf = zipfile.ZipFile(src)
+    except (zipfile.BadZipFile, OSError):
+        raise not_ours from None
+    with zf:
+        try:
+            header = json.loads(zf.read(_HEADER))
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile, zlib.error):
+            raise not_ours from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise not_ours
+        version = header.get("version")
+        if not isinstance(version, int) or version > VERSION:
+            raise HpoError(
+                f"{src} is archive version {version}, newer than this hpo_nb reads "
+                f"(version {VERSION}): upgrade hpo_nb"
+            )
+        try:
+            return _parse(header, zf)
+        except (
+            KeyError,
+            ValueError,
+            TypeError,
+            IndexError,
+            OSError,
+            EOFError,
+            zipfile.BadZipFile,
+            zlib.error,
+        ) as e:
+            detail = (str(e).splitlines() or [""])[0] or type(e).__name__
+            raise HpoError(f"{src} is a damaged hpo_nb archive: {detail}") from None
+
+
+def _parse(header: dict[str, Any], zf: zipfile.ZipFile) -> Archive:
+    study = header["study"]
+    directions = [StudyDirection[d] for d in study["directions"]]
+    distributions = [str(d) for d in header["distributions"]]
+    for d in distributions:
+        json_to_distribution(d)
+    records = [json.loads(line) for line in zf.read(_TRIALS).decode().splitlines()]
+    if len(records) != header["n_trials"]:
+        raise ValueError(f"{len(records)} trials where {header['n_trials']} were written")
+    numbers = [r["number"] for r in records]
+    if any(not isinstance(n, int) for n in numbers) or numbers != sorted(set(numbers)):
+        raise ValueError("trial numbers are not increasing")
+    for r in records:
+        TrialState[r["state"]]
+        if r["values"] is not None and len(r["values"]) != len(directions):
+            raise ValueError(f"trial {r['number']} has {len(r['values'])} values")
+        for name, (value, i) in r["params"].items():
+            if not (0 <= i < len(distributions) and isinstance(value, (int, float))):
+                raise ValueError(f"parameter {name!r} of trial {r['number']} is malformed")
+        for key in ("datetime_start", "datetime_complete"):
+            _naive_utc(r[key])
+    trial = _array(zf, _IV_TRIAL, "<i8")
+    steps = _array(zf, _IV_STEP, "<i8")
+    planes = _array(zf, _IV_VALUE, "u1")
+    if planes.ndim != 2 or planes.shape[0] != 8:
+        raise ValueError(f"{_IV_VALUE} is not 8 byte planes")
+    values = planes.T.copy().view("<f8").reshape(-1)
+    if not trial.shape == steps.shape == values.shape == (header["n_intermediate_values"],):
+        raise ValueError("the intermediate-value arrays differ in length")
+    if not set(trial.tolist()) <= set(numbers):
+        raise ValueError("an intermediate value belongs to no trial")
+    return Archive(
+        study_name=str(study["name"]),
+        directions=directions,
+        user_attrs=dict(study["user_attrs"]),
+        system_attrs=dict(study["system_attrs"]),
+        distributions=distributions,
+        records=records,
+        intermediate=(trial, steps, values),
+        meta={k: header.get(k) for k in ("version", "written_by", "written_at")},
+    )
+
+
+def _array(zf: zipfile.ZipFile, name: str, dtype: str) -> np.ndarray:
+    array = np.load(io.BytesIO(zf.read(name)), allow_pickle=False)
+    if array.dtype != np.dtype(dtype):
+        raise ValueError(f"{name} holds {array.dtype}, not {np.dtype(dtype)}")
+    return array
+
+
+# -- restoring ---------------------------------------------------------------------------------
+def restore_archive(archive: Archive, rdb: RDBStorage, name: str | None = None) -> int:
+    """Create study ``name`` (default: the archived name) in ``rdb`` with every trial of
+    ``archive``: the same numbers, states, values, datetimes, parameters, attributes and
+    intermediate values. One transaction: on any error nothing is left behind. Returns the
+    new study's id."""
+    name = name or archive.study_name
+    shown = display_url(rdb.url)
+    exists = HpoError(
+        f"study {name!r} already exists in {shown}: pass --study NEW_NAME to import it "
+        "under another name"
+    )
+    try:
+        rdb.get_study_id_from_name(name)
+    except KeyError:
+        pass
+    else:
+        raise exists
+    try:
+        with rdb.engine.begin() as conn:
+            try:  # another session may have taken the name since
+                created = conn.execute(
+                    sqlalchemy.insert(_TABLES["studies"]).values(study_name=name)
+                )
+            except sqlalchemy.exc.IntegrityError:
+                raise exists from None
+            study_id = int(created.inserted_primary_key[0])  # type: ignore[index]
+            _insert(conn, archive, study_id)
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        orig = getattr(e, "orig", None) or e
+        line = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+        raise HpoError(f"cannot import study {name!r} into {shown}: {line}") from None
+    return study_id
+
+
+def _insert(conn: sqlalchemy.Connection, archive: Archive, study_id: int) -> None:
+    def insert(table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:  # an empty executemany would insert one row of defaults
+            conn.execute(sqlalchemy.insert(_TABLES[table]), rows)
+
+    insert(
+        "study_directions",
+        [
+            {"study_id": study_id, "objective": i, "direction": d}
+            for i, d in enumerate(archive.directions)
+        ],
+    )
+    insert("study_user_attributes", _attr_rows("study_id", study_id, archive.user_attrs))
+    insert("study_system_attributes", _attr_rows("study_id", study_id, archive.system_attrs))
+    insert(
+        "trials",
+        [
+            {
+                "number": r["number"],
+                "study_id": study_id,
+                "state": TrialState[r["state"]],
+                "datetime_start": _naive_utc(r["datetime_start"]),
+                "datetime_complete": _naive_utc(r["datetime_complete"]),
+            }
+            for r in archive.records
+        ],
+    )
+    trials = _TABLES["trials"]
+    ids: dict[int, int] = dict(
+        conn.execute(
+            sqlalchemy.select(trials.c.number, trials.c.trial_id).where(
+                trials.c.study_id == study_id
+            )
+        ).all()
+    )
+    params, values, user_attrs, system_attrs = [], [], [], []
+    to_stored = models.TrialValueModel.value_to_stored_repr
+    for r in archive.records:
+        trial_id = ids[r["number"]]
+        params += [
+            {
+                "trial_id": trial_id,
+                "param_name": p,
+                "param_value": v,
+                "distribution_json": archive.distributions[i],
+            }
+            for p, (v, i) in r["params"].items()
+        ]
+        for objective, value in enumerate(r["values"] or ()):
+            stored, kind = to_stored(value)
+            values.append(
+                {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
+            )
+        user_attrs += _attr_rows("trial_id", trial_id, r["user_attrs"])
+        system_attrs += _attr_rows("trial_id", trial_id, r["system_attrs"])
+    insert("trial_params", params)
+    insert("trial_values", values)
+    insert("trial_user_attributes", user_attrs)
+    insert("trial_system_attributes", system_attrs)
+    to_stored_step = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
+    finite = models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
+    curves = []
+    for number, step, value in zip(*(a.tolist() for a in archive.intermediate), strict=True):
+        point, point_kind = (value, finite) if math.isfinite(value) else to_stored_step(value)
+        curves.append(
+            {
+                "trial_id": ids[number],
+                "step": step,
+                "intermediate_value": point,
+                "intermediate_value_type": point_kind,
+            }
+        )
+    insert("trial_intermediate_values", curves)
+
+
+def _attr_rows(owner: str, owner_id: int, attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    # json.dumps as Optuna's storage does it (NaN and Infinity included).
+    return [{owner: owner_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]

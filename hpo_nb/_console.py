@@ -1,0 +1,531 @@
+"""What the control panel shows and what its buttons do, for one study.
+
+A :class:`Console` feeds a :class:`~hpo_nb._panel.Panel` from the study's storage and from its
+run (new finished trials only, at the run's throttled pace), keeps the top trials and the
+parameter importances, and turns the panel's commands into calls of :func:`hpo_nb.run` and
+:class:`hpo_nb.Run`. Starting, stopping and branching studies stay in ``_run`` and
+``_lifecycle``; the console only asks.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, check_distribution_compatibility
+from optuna.trial import TrialState
+
+from . import _lifecycle as lifecycle
+from ._algorithms import PRUNERS, SAMPLERS, main_options, make_pruner, make_sampler
+from ._errors import HpoError
+from ._mirror import _quiet
+from ._objective import Objective, as_objective
+from ._panel import Panel
+from ._progress import Progress
+from ._rows import discovered, downsample, spec_of, trial_row
+from ._run import Run, run
+from ._run import _positive as positive
+from ._space import SearchSpace
+from ._storage import display_url, open_storage, storage_url
+
+__all__ = ["Console", "panel", "show"]
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+_COUNTED = {"complete": "complete", "pruned": "pruned", "failed": "fail"}
+SYNC_LIMIT = 5000  # rows a new view receives at most (the rest is downsampled)
+TOP = 10
+IMPORTANCE_SAMPLE = 1000  # complete trials the importance is computed from, at most
+EDITABLE = ("sampler", "sampler_options", "pruner", "pruner_options", "n_trials",
+            "concurrency", "trial_timeout", "patience", "min_delta")  # fmt: skip
+_DEFAULTS = {"sampler": "auto", "sampler_options": {}, "pruner": "median", "pruner_options": {},
+             "n_trials": 100, "concurrency": None, "trial_timeout": None, "patience": None,
+             "min_delta": 0.0}  # fmt: skip
+
+
+class Console:
+    """The panel of study ``study``: shows it, and runs ``objective`` on it when asked."""
+
+    def __init__(
+        self,
+        *,
+        study: str,
+        objective: Objective | None = None,
+        storage: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        handle: Run | None = None,
+    ) -> None:
+        options = dict(options or {})
+        self._objective = objective
+        self._name = study
+        self._url = handle._url if handle is not None else storage_url(storage)
+        self._fixed = {k: v for k, v in options.items() if k not in (*EDITABLE, "space", "narrow")}
+        self._lock = threading.RLock()
+        self._rows: list[dict[str, Any]] = []
+        self._numbers: set[int] = set()
+        self._dists: dict[str, BaseDistribution] = {}
+        self._run: Run | None = None
+        self._seen = 0
+        self._importance_at = 0
+        self._importance_busy = False
+        self._display: Any = None
+        self.loaded = threading.Event()  # set once the study's trials are in the panel
+        self.panel = Panel(self.command)
+        directions = self._directions = self._open(handle)
+        config = {**_DEFAULTS, **self._recorded_config()}
+        config.update({k: v for k, v in options.items() if k in EDITABLE and v is not None})
+        self.panel.config = config
+        self.panel.options = _options()
+        self.panel.study = {
+            "name": study,
+            "storage": display_url(self._url),
+            "directions": list(directions),
+            "objective": objective.name if objective is not None else None,
+            "parent": self._parent,
+        }
+        space = options.get("space") or (objective.space if objective is not None else None)
+        self._declared = SearchSpace.parse(space) if space is not None else None
+        narrow = options.get("narrow")
+        self._narrowed = SearchSpace.parse(narrow) if narrow is not None else None
+        self._show_space()
+        if handle is not None:  # its trials are in memory: quick
+            self._loaded(handle.history(), handle.distributions())
+            self._follow(handle)
+        else:  # a large study takes seconds to read: the kernel does not wait for it
+            self.panel.progress = _idle(study, config["n_trials"], directions)
+            self.panel.status = "reading the study's trials ..."
+            threading.Thread(target=self._read, daemon=True).start()
+
+    def _ipython_display_(self) -> None:
+        show(self)
+
+    def __repr__(self) -> str:
+        return f"<hpo_nb.Console {self.panel!r}>"
+
+    @property
+    def run(self) -> Run | None:
+        """The run the panel follows (the latest one it started or was given)."""
+        return self._run
+
+    # -- what the panel shows ----------------------------------------------------------------
+    def _open(self, handle: Run | None) -> tuple[str, ...]:
+        """The study's directions and parent; a one-line error if there is nothing to show."""
+        rdb = open_storage(self._url)
+        self._parent = None
+        try:
+            study_id = rdb.get_study_id_from_name(self._name)
+        except KeyError:
+            if self._objective is None:
+                raise HpoError(
+                    f"{self._name!r} is neither an objective nor a study in "
+                    f"{display_url(self._url)}: define it with %%hpo_objective {self._name}"
+                ) from None
+            return self._objective.directions
+        self._parent = rdb.get_study_system_attrs(study_id).get(lifecycle.PARENT_KEY)
+        return tuple(d.name.lower() for d in rdb.get_study_directions(study_id))
+
+    def _read(self) -> None:
+        """Read the study's finished trials from the storage, then show them."""
+        rdb = open_storage(self._url)
+        try:
+            study_id = rdb.get_study_id_from_name(self._name)
+            trials = rdb.get_all_trials(study_id, deepcopy=False, states=_FINISHED)
+        except KeyError:
+            trials = []
+        except Exception as e:
+            self.panel.status = f"could not read the study: {type(e).__name__}: {e}"
+            self.loaded.set()
+            return
+        self._loaded([trial_row(t) for t in trials], discovered(trials))
+        if self._run is None or self._run.done:
+            counts = {k: sum(r["s"] == s for r in self._rows) for k, s in _COUNTED.items()}
+            target = self.panel.config["n_trials"]
+            self.panel.progress = _idle(self._name, target, self._directions, counts)
+        self.panel.status = ""
+
+    def _loaded(self, rows: list[dict[str, Any]], dists: dict[str, BaseDistribution]) -> None:
+        with self._lock:
+            self._add_rows(rows)
+            self._dists = {**dists, **self._dists}
+            self._cmd_sync({})
+        if self._declared is None:
+            self._show_space()
+        self._refresh_top(self._rows)
+        self._maybe_importance()
+        self._set_can()
+        self.loaded.set()
+
+    def _recorded_config(self) -> dict[str, Any]:
+        config = lifecycle.recorded_config(self._name, self._url)
+        return {k: config[k] for k in EDITABLE if config.get(k) is not None}
+
+    def _show_space(self) -> None:
+        if self._declared is not None:
+            self.panel.space = {"params": self._declared.to_dict(), "source": "declared"}
+            return
+        params = {n: spec_of(d) for n, d in self._dists.items()}
+        if self._narrowed is not None:
+            params.update(self._narrowed.to_dict())
+        self.panel.space = {"params": params, "source": "discovered" if params else "none"}
+
+    def _add_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        new = [r for r in rows if r["n"] not in self._numbers]
+        self._numbers.update(r["n"] for r in new)
+        self._rows.extend(new)
+        return new
+
+    def _refresh_top(self, new: list[dict[str, Any]]) -> None:
+        directions = self.panel.study.get("directions") or ["minimize"]
+        pool = [r for r in [*self.panel.top, *new] if r["s"] == "complete" and r["v"]]
+        pool = [r for r in pool if all(v is not None for v in r["v"])]
+        if len(directions) == 1:
+            sign = -1 if directions[0] == "maximize" else 1
+            top = sorted(pool, key=lambda r: sign * r["v"][0])[:TOP]
+        else:
+            top = _pareto(pool, directions)[:50]
+        if top != self.panel.top:
+            self.panel.top = top
+
+    def _maybe_importance(self) -> None:
+        complete = sum(r["s"] == "complete" for r in self._rows)
+        due = max(self._importance_at + 5, int(self._importance_at * 1.1))
+        if complete < 5 or complete < due or self._importance_busy or not self._dists:
+            return
+        self._importance_busy, self._importance_at = True, complete
+        rows, dists = list(self._rows), dict(self._dists)
+        threading.Thread(target=self._importance, args=(rows, dists), daemon=True).start()
+
+    def _importance(self, rows: list[dict[str, Any]], dists: dict[str, BaseDistribution]) -> None:
+        """Optuna's default evaluator over (a sample of) the complete trials, off the kernel's
+        thread; a failure only leaves the last result in place."""
+        try:
+            self.panel.importance = importance_of(rows, dists)
+        except Exception:  # too few trials of a kind, a constant objective, ...
+            pass
+        finally:
+            self._importance_busy = False
+
+    # -- following a run ---------------------------------------------------------------------
+    def _follow(self, handle: Run) -> None:
+        with self._lock:
+            self._run, self._seen = handle, 0
+        handle.subscribe(self._on_progress)
+
+    def _on_progress(self, progress: Progress) -> None:
+        """Called by the run (at most a few times a second): send what is new."""
+        handle = self._run
+        if handle is None or progress.study != self._name:
+            return
+        with self._lock:
+            rows = handle.rows
+            new = self._add_rows(rows[self._seen :])
+            self._seen = len(rows)
+            if new:
+                self.panel.send_rows(new, len(self._rows))
+        if new:
+            self._dists.update(handle.distributions())
+            if self._declared is None:
+                self._show_space()
+            self._refresh_top(new)
+            self._maybe_importance()
+        self.panel.progress = _progress_json(progress)
+        self._set_can()
+        if progress.state.done and self._display is not None:
+            self._display.update(self.panel)  # the saved notebook keeps the final snapshot
+
+    def _set_can(self) -> None:
+        running = self._run is not None and not self._run.done
+        idle = self._objective is not None and not running
+        can = {
+            "start": idle and not self._rows,
+            "resume": idle and bool(self._rows),
+            "stop": running,
+            "stop_now": running,
+            "apply": self._objective is not None,
+            "export": bool(self._rows),
+        }
+        if can != self.panel.can:
+            self.panel.can = can
+
+    # -- commands from the panel -------------------------------------------------------------
+    def command(self, message: dict[str, Any]) -> None:
+        """Run one command from the front end; errors become the panel's status line."""
+        cmd = message.get("cmd")
+        handler = getattr(self, f"_cmd_{cmd}", None)
+        if handler is None:
+            self.panel.status = f"unknown command {cmd!r}"
+            return
+        try:
+            handler(message)
+        except HpoError as e:
+            self.panel.status = str(e)
+        except Exception as e:  # the panel must keep working
+            self.panel.status = f"{cmd} failed: {type(e).__name__}: {e}"
+
+    def _cmd_sync(self, _message: dict[str, Any]) -> None:
+        with self._lock:
+            self.panel.send_rows(downsample(self._rows, SYNC_LIMIT), len(self._rows), reset=True)
+
+    def _cmd_draft(self, message: dict[str, Any]) -> None:
+        try:
+            self._parse_space(message)
+            self.panel.draft_error = ""
+        except HpoError as e:
+            self.panel.draft_error = str(e)
+
+    def _cmd_config(self, message: dict[str, Any]) -> None:
+        change = message.get("config") or {}
+        config = {**self.panel.config, **{k: v for k, v in change.items() if k in EDITABLE}}
+        try:
+            check_config(config, self.panel.study.get("directions") or ["minimize"])
+        except HpoError as e:
+            self.panel.config_error = str(e)
+            return
+        self.panel.config_error = ""
+        self.panel.config = config
+
+    def _cmd_start(self, _message: dict[str, Any]) -> None:
+        self._start(self._name)
+
+    _cmd_resume = _cmd_start
+
+    def _cmd_stop(self, _message: dict[str, Any]) -> None:
+        if self._run is not None:
+            self._run.stop(graceful=True, reason="stopped from the panel")
+            self.panel.status = "stopping: running trials finish first"
+
+    def _cmd_stop_now(self, _message: dict[str, Any]) -> None:
+        if self._run is not None:
+            self._run.stop(reason="stopped from the panel")
+            self.panel.status = "stopping now: running trials are cancelled"
+
+    def _cmd_apply(self, message: dict[str, Any]) -> None:
+        space = self._parse_space(message)
+        self.panel.draft_error = ""
+        history = self._dists
+        incompatible = [n for n, d in space.distributions().items() if not _fits(history.get(n), d)]
+        running = self._run is not None and not self._run.done
+        same_shape = self._declared is None or _shape(space) == _shape(self._declared)
+        if not incompatible and running and same_shape:
+            assert self._run is not None
+            self._run.narrow(space)
+            self._keep(space)
+            self.panel.status = "later trials use the edited space"
+            return
+        self._keep(space)
+        if not incompatible and not running:
+            self.panel.status = "the edited space applies from the next start"
+            return
+        threading.Thread(target=self._restart, args=(incompatible, running), daemon=True).start()
+
+    def _cmd_export(self, _message: dict[str, Any]) -> None:
+        folder = Path("hpo_plots") / self._name
+        self.panel.status = f"exporting the charts to {folder}/ ..."
+
+        def export() -> None:
+            try:
+                paths = lifecycle.plots(self._name, folder, storage=self._url)
+                self.panel.exports = [str(p) for p in paths]
+                self.panel.status = f"wrote {len(paths)} files to {folder}/"
+            except Exception as e:
+                self.panel.status = f"export failed: {e}"
+
+        threading.Thread(target=export, daemon=True).start()
+
+    # -- runs --------------------------------------------------------------------------------
+    def _parse_space(self, message: dict[str, Any]) -> SearchSpace:
+        params = (message.get("space") or {}).get("params")
+        if not isinstance(params, dict):
+            raise HpoError("the space must be a mapping of parameter names to specs")
+        space = SearchSpace.parse(params)
+        if self._declared is None:
+            unknown = [n for n in space.names if n not in self._dists]
+            if unknown:
+                raise HpoError(
+                    f"parameter {unknown[0]!r} is not in the objective's code: a define-by-run "
+                    "objective's parameters come from its suggest_* calls"
+                )
+        return space
+
+    def _keep(self, space: SearchSpace) -> None:
+        if self._declared is not None:
+            self._declared = space
+        else:
+            self._narrowed = space
+        self._show_space()
+
+    def _restart(self, incompatible: list[str], start: bool) -> None:
+        """Let the running trials finish, then go on with the new space (``start``): in a
+        linked child study when the study's history cannot take it."""
+        current = self._run
+        if current is not None and not current.done:
+            self.panel.status = "applying: waiting for the running trials to finish"
+            current.stop(graceful=True, reason="the search space was edited")
+            current.wait()
+        name = self._name
+        if incompatible:
+            space = self._declared or self._narrowed
+            assert space is not None
+            child, carried = lifecycle.branch(name, _full(space, self._dists), self._url)
+            self._name, self._parent = child, name
+            self.panel.study = {**self.panel.study, "name": child, "parent": name}
+            self._dists = {**self._dists, **space.distributions()}
+            with self._lock:
+                self._rows, self._numbers = [], set()
+            self.panel.top = []
+            self._read()
+            note = f"continued as study {child!r} ({carried} finished trials carried over): "
+            note += ", ".join(incompatible) + " changed kind, log scale or choices"
+        else:
+            note = "restarted with the edited space"
+        try:
+            if start:
+                self._start(self._name)
+            self._set_can()
+            self.panel.status = note
+        except HpoError as e:
+            self.panel.status = str(e)
+
+    def _start(self, name: str) -> None:
+        if self._objective is None:
+            raise HpoError(f"define the objective (%%hpo_objective) to run study {name!r}")
+        if self._run is not None and not self._run.done:
+            raise HpoError(f"study {name!r} is running: stop it first")
+        config = self.panel.config
+        options = {**self._fixed, **{k: config[k] for k in EDITABLE if k != "n_trials"}}
+        if self._declared is not None:
+            options["space"] = self._declared
+        elif self._narrowed is not None:
+            options["narrow"] = self._narrowed
+        handle = run(self._objective, config["n_trials"], study=name, storage=self._url, **options)
+        self._follow(handle)
+        self.panel.status = f"started study {name!r}"
+
+
+def panel(
+    objective: Objective | Callable[[Any], Any] | str,
+    *,
+    study: str | None = None,
+    storage: str | None = None,
+    **options: Any,
+) -> Console:
+    """The control panel of ``objective`` (or of the existing study of that name), with
+    :func:`hpo_nb.run`'s options as its starting configuration; display it in a notebook."""
+    if isinstance(objective, str):
+        return Console(study=study or objective, storage=storage, options=options)
+    obj = as_objective(objective)
+    return Console(study=study or obj.name, objective=obj, storage=storage, options=options)
+
+
+def show(console: Console) -> None:
+    """Display the panel; the run's end refreshes it so a saved notebook keeps the final
+    state (in the output's static HTML) rather than the first one."""
+    from IPython.display import display
+
+    console._display = display(console.panel, display_id=True)
+
+
+def importance_of(rows: list[dict[str, Any]], dists: dict[str, BaseDistribution]) -> dict:
+    """Parameter importances of the first objective (Optuna's default evaluator)."""
+    complete = [r for r in rows if r["s"] == "complete" and r["v"] and r["v"][0] is not None]
+    if len(complete) > IMPORTANCE_SAMPLE:
+        complete = random.Random(len(complete)).sample(complete, IMPORTANCE_SAMPLE)
+    trials = []
+    for r in complete:
+        params = {k: v for k, v in r["p"].items() if k in dists}
+        used = {k: dists[k] for k in params}
+        if all(used[k]._contains(used[k].to_internal_repr(v)) for k, v in params.items()):
+            trials.append(
+                optuna.trial.create_trial(value=r["v"][0], params=params, distributions=used)
+            )
+    with _quiet(optuna.storages.InMemoryStorage.__module__):  # not "A new study created"
+        study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    study.add_trials(trials)
+    scores = optuna.importance.get_param_importances(study)
+    return {
+        "params": [[k, float(v)] for k, v in scores.items()],
+        "at": len(rows),
+        "evaluator": "PedAnovaImportanceEvaluator (Optuna's default)",
+    }
+
+
+def check_config(config: Mapping[str, Any], directions: list[str]) -> None:
+    """One-line errors for a configuration the panel sent."""
+    if config.get("n_trials") is None:
+        raise HpoError("n_trials is missing: give the number of finished trials to reach")
+    for key, kind in [("n_trials", int), ("concurrency", int), ("patience", int)]:
+        positive(key, config.get(key), kind)
+    positive("trial_timeout", config.get("trial_timeout"), float)
+    delta = config.get("min_delta")
+    if not isinstance(delta, (int, float)) or delta < 0:
+        raise HpoError(f"min_delta must be a number >= 0, got {delta!r}")
+    make_sampler(config["sampler"], None, config.get("sampler_options"))
+    make_pruner(config["pruner"], config.get("pruner_options"))
+    if config.get("patience") is not None and len(directions) > 1:
+        raise HpoError("patience needs a single objective (the best value must be one number)")
+
+
+def _options() -> dict[str, Any]:
+    return {"samplers": list(SAMPLERS), "pruners": list(PRUNERS), **main_options()}
+
+
+def _progress_json(progress: Progress) -> dict[str, Any]:
+    data = progress.to_json()
+    done_here = progress.finished - progress.finished_before
+    minutes = progress.elapsed / 60
+    data["per_minute"] = done_here / minutes if minutes > 0 and done_here > 0 else None
+    return data
+
+
+def _idle(
+    name: str, target: int, directions: tuple[str, ...], counts: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """The progress of a study no run of this panel is running."""
+    counts = counts or {}
+    progress = Progress(
+        study=name,
+        target=target,
+        directions=directions,
+        ended_at=time.time(),
+        complete=counts.get("complete", 0),
+        pruned=counts.get("pruned", 0),
+        failed=counts.get("failed", 0),
+    )
+    data = {**_progress_json(progress), "state": "idle", "per_minute": None}
+    data["started_at"] = data["ended_at"]
+    data["summary"] = data["summary"].replace(f"[{progress.state.value}]", "[idle]")
+    return data
+
+
+def _pareto(rows: list[dict[str, Any]], directions: list[str]) -> list[dict[str, Any]]:
+    signs = [-1 if d == "maximize" else 1 for d in directions]
+    keyed = [(tuple(s * v for s, v in zip(signs, r["v"], strict=False)), r) for r in rows]
+
+    def dominated(a: tuple[float, ...]) -> bool:
+        return any(all(x <= y for x, y in zip(b, a, strict=False)) and b != a for b, _ in keyed)
+
+    return sorted((r for k, r in keyed if not dominated(k)), key=lambda r: r["v"][0])
+
+
+def _fits(old: BaseDistribution | None, new: BaseDistribution) -> bool:
+    if old is None:
+        return True
+    try:
+        check_distribution_compatibility(old, new)
+    except ValueError:
+        return False
+    return True
+
+
+def _shape(space: SearchSpace) -> list[tuple[str, Any]]:
+    return [(p.name, p.to_dict().get("when")) for p in space]
+
+
+def _full(space: SearchSpace, dists: dict[str, BaseDistribution]) -> SearchSpace:
+    """``space`` with the study's other parameters as they are (a child study needs all)."""
+    rest = {n: spec_of(d) for n, d in dists.items() if n not in space.names}
+    return SearchSpace.from_dict({**rest, **space.to_dict()})

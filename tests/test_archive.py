@@ -1,0 +1,365 @@
+"""The study archive: export, import into any storage, identical trials, one-line errors."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import re
+import shutil
+import sqlite3
+import zipfile
+
+import numpy as np
+import optuna
+import pytest
+from _kernel import Kernel
+from optuna.distributions import BaseDistribution, distribution_to_json
+from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial, TrialState
+
+import hpo_nb._archive as archive_module
+from hpo_nb import HpoError
+from hpo_nb._archive import read_archive, write_archive
+from hpo_nb._lifecycle import export_archive, import_archive
+
+NAN, INF = float("nan"), float("inf")
+
+
+def suggest(trial: optuna.Trial) -> float:
+    """Every kind of parameter, and one that exists only under a condition."""
+    kind = trial.suggest_categorical("kind", [None, True, 2, 3.5, "s"])
+    trial.suggest_int("n", 1, 9)
+    trial.suggest_int("n_log", 1, 1024, log=True)
+    trial.suggest_int("n_step", 0, 100, step=5)
+    x = trial.suggest_float("x", -1.0, 1.0)
+    trial.suggest_float("lr", 1e-6, 1.0, log=True)
+    trial.suggest_float("q", 0.0, 1.0, step=0.1)
+    if kind == "s":
+        trial.suggest_float("only_s", 0.0, 1.0)
+    return x
+
+
+def build(storage: BaseStorage) -> None:
+    """Study ``src`` (one objective) and ``pair`` (two) with trials in every state."""
+    src = optuna.create_study(
+        study_name="src", storage=storage, sampler=optuna.samplers.RandomSampler(seed=1)
+    )
+    src_id = storage.get_study_id_from_name("src")
+    src.set_user_attr("note", {"nested": [1, 2.5, None, "é"], "nan": NAN, "inf": -INF})
+    storage.set_study_system_attr(src_id, "hpo_nb:config", {"sampler": "random", "n": 12})
+    for fixed in ({"kind": "s"}, {"kind": None}, {"kind": True, "x": 5e-324}):
+        src.enqueue_trial(fixed)
+    for i in range(12):
+        trial = src.ask()
+        x = suggest(trial)
+        for step in range(4):
+            trial.report((NAN, INF, x / 3, x)[step] if i % 2 else x + step, step)
+        trial.set_user_attr("i", {"i": i, "nan": NAN})
+        storage.set_trial_system_attr(trial._trial_id, "hpo_nb:trial", {"session": "abc"})
+        if i % 4 == 1:
+            src.tell(trial, state=TrialState.PRUNED)
+        elif i % 4 == 2:
+            storage.set_trial_system_attr(trial._trial_id, "hpo_nb:fail_reason", "boom")
+            src.tell(trial, state=TrialState.FAIL)
+        else:
+            src.tell(trial, (INF, x, -INF)[i % 3])
+    running = src.ask()  # left RUNNING, as a dead kernel leaves it
+    suggest(running)
+    running.report(0.5, 0)
+    src.enqueue_trial({"x": 0.25})  # WAITING
+    pair = optuna.create_study(
+        study_name="pair",
+        storage=storage,
+        directions=["minimize", "maximize"],
+        sampler=optuna.samplers.RandomSampler(seed=2),
+    )
+    for i in range(4):
+        trial = pair.ask()
+        x = trial.suggest_float("x", 0.0, 1.0)
+        if i == 3:
+            pair.tell(trial, state=TrialState.FAIL)
+        else:
+            pair.tell(trial, [x, (INF, 1 - x, -x)[i]])
+
+
+def canon(value):
+    """``value`` with every float as its exact bits (NaN equal to NaN) and the
+    type of every scalar kept (True is not 1)."""
+    if isinstance(value, float):
+        return ("float", value.hex())
+    if value is None or isinstance(value, (bool, int, str, TrialState, datetime.datetime)):
+        return (type(value).__name__, value)
+    if isinstance(value, BaseDistribution):
+        return distribution_to_json(value)
+    if isinstance(value, dict):
+        return {k: canon(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canon(v) for v in value]
+    raise TypeError(type(value))
+
+
+def fields(trial: FrozenTrial, *, whole_seconds: bool = False) -> dict:
+    """Every field of a FrozenTrial but its storage-internal ``_trial_id``."""
+    out = {k: canon(v) for k, v in vars(trial).items() if k != "_trial_id"}
+    if whole_seconds:  # MySQL's DATETIME as Optuna declares it keeps whole seconds
+        for key in ("_datetime_start", "datetime_complete"):
+            moment = getattr(trial, key.lstrip("_"))
+            out[key] = canon(moment and moment.replace(microsecond=0))
+    return out
+
+
+def trials(storage, name):
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def assert_same_study(source, name, target, new_name, *, whole_seconds=False):
+    a, b = trials(source, name), trials(target, new_name)
+    assert [t.number for t in b] == [t.number for t in a]
+    for x, y in zip(a, b, strict=True):
+        assert fields(y, whole_seconds=whole_seconds) == fields(x, whole_seconds=whole_seconds)
+    src, dst = RDBStorage(source), RDBStorage(target)
+    src_id, dst_id = src.get_study_id_from_name(name), dst.get_study_id_from_name(new_name)
+    assert dst.get_study_directions(dst_id) == src.get_study_directions(src_id)
+    assert canon(dst.get_study_user_attrs(dst_id)) == canon(src.get_study_user_attrs(src_id))
+    assert canon(dst.get_study_system_attrs(dst_id)) == canon(src.get_study_system_attrs(src_id))
+
+
+@pytest.mark.database
+def test_round_trip_on_every_backend(any_db, tmp_path):
+    build(RDBStorage(any_db))
+    assert {t.state for t in trials(any_db, "src")} == set(TrialState)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    for name in ("src", "pair"):
+        path = export_archive(name, tmp_path / f"{name}.zip", any_db)
+        assert import_archive(path, other) == name
+        assert_same_study(any_db, name, other, name)
+        assert import_archive(path, any_db, study=f"{name}-copy") == f"{name}-copy"
+        assert_same_study(any_db, name, any_db, f"{name}-copy")
+    # The copy goes on where the original stopped: its WAITING trial first, then trial N.
+    study = optuna.load_study(study_name="src-copy", storage=any_db)
+    n = len(study.trials)
+    study.optimize(suggest, n_trials=2)
+    waiting, new = study.trials[n - 1], study.trials[n]
+    assert (waiting.state, waiting.params["x"], new.number) == (TrialState.COMPLETE, 0.25, n)
+
+
+@pytest.mark.database
+def test_a_running_study_is_archived_as_one_snapshot(any_db, tmp_path, monkeypatch):
+    build(RDBStorage(any_db))
+    before = trials(any_db, "src")
+    real, written = models.TrialValueModel.stored_repr_to_value, []
+
+    def meanwhile(*args):
+        if not written:  # the study's kernel finishes a trial while the export reads
+            written.append(1)
+            study = optuna.load_study(study_name="src", storage=any_db)
+            trial = study.ask()
+            trial.report(1.0, 0)
+            study.tell(trial, suggest(trial))
+        return real(*args)
+
+    monkeypatch.setattr(models.TrialValueModel, "stored_repr_to_value", meanwhile)
+    path = export_archive("src", tmp_path / "src.zip", any_db)
+    monkeypatch.undo()
+    after = trials(any_db, "src")  # its WAITING trial ran meanwhile
+    assert written and after[-1].state == TrialState.COMPLETE != before[-1].state
+    copy = f"sqlite:///{tmp_path / 'copy.db'}"
+    import_archive(path, copy)
+    assert [fields(t) for t in trials(copy, "src")] == [fields(t) for t in before]
+
+
+@pytest.mark.database
+def test_an_archive_of_any_optuna_storage_imports_everywhere(any_db, tmp_path):
+    memory = InMemoryStorage()
+    build(memory)
+    for name in ("src", "pair"):
+        path = write_archive(memory, memory.get_study_id_from_name(name), tmp_path / "a.zip")
+        source = memory.get_all_trials(memory.get_study_id_from_name(name))
+        assert [fields(t) for t in read_archive(path).trials] == [fields(t) for t in source]
+        import_archive(path, any_db)
+        mysql = any_db.startswith("mysql")
+        copied = trials(any_db, name)
+        assert len(copied) == len(source)
+        for x, y in zip(source, copied, strict=True):
+            assert fields(y, whole_seconds=mysql) == fields(x, whole_seconds=mysql)
+
+
+def test_the_archive_is_much_smaller_than_the_database(tmp_path):
+    db = tmp_path / "hpo.db"
+    memory = InMemoryStorage()
+    study = optuna.create_study(storage=memory, study_name="big")
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0, 1)
+        trial.suggest_categorical("c", ["a", "b"])
+        for step, v in enumerate(rng.random(20)):
+            trial.report(float(v), step)
+        study.tell(trial, x)
+    seed = write_archive(memory, memory.get_study_id_from_name("big"), tmp_path / "seed.zip")
+    import_archive(seed, f"sqlite:///{db}")
+    path = export_archive("big", tmp_path / "big.zip", f"sqlite:///{db}")
+    conn = sqlite3.connect(db)
+    conn.execute("VACUUM")  # in WAL mode, VACUUM too is written to the WAL first
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    assert path.stat().st_size < 0.2 * db.stat().st_size
+    names = zipfile.ZipFile(path).namelist()
+    assert names == [
+        "archive.json",
+        "trials.jsonl",
+        "intermediate_trial.npy",
+        "intermediate_step.npy",
+        "intermediate_value.npy",
+    ]
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def rewrite(path, member, change):
+    """A copy of the archive ``path`` with ``member`` replaced by ``change(its bytes)``."""
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    members[member] = change(members[member])
+    out = path.with_name("changed.zip")
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out
+
+
+def header_with(**changes):
+    return lambda data: json.dumps({**json.loads(data), **changes}).encode()
+
+
+def zeros_npy(data):
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros_like(np.load(io.BytesIO(data))))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A SQLite file holding ``build``'s studies, and the archive of ``src``."""
+    folder = tmp_path_factory.mktemp("built")
+    db = f"sqlite:///{folder / 'hpo.db'}"
+    build(RDBStorage(db))
+    return folder / "hpo.db", export_archive("src", folder / "src.zip", db)
+
+
+@pytest.fixture
+def exported(built, db, tmp_path):
+    """A copy of ``built`` in ``db``; the archive of its ``src``, in ``tmp_path``."""
+    source, dest = sqlite3.connect(built[0]), sqlite3.connect(db.split(":///", 1)[1])
+    source.backup(dest)
+    source.close()
+    dest.close()
+    return shutil.copy(built[1], tmp_path / "src.zip")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p, "study 'src' already exists in sqlite:///"),
+        (lambda p: p.with_name("none.zip"), "no archive at "),
+        (lambda p: p.parent, "no archive at "),
+        (lambda p: (p.with_name("x.txt").write_text("hi"), p.with_name("x.txt"))[1], "is not an"),
+        (lambda p: rewrite(p, "archive.json", lambda d: b"[1]"), "is not an hpo_nb archive"),
+        (lambda p: rewrite(p, "archive.json", header_with(format="x")), "is not an hpo_nb"),
+        (
+            lambda p: rewrite(p, "archive.json", header_with(version=2)),
+            "is archive version 2, newer than this hpo_nb reads (version 1): upgrade hpo_nb",
+        ),
+        (lambda p: rewrite(p, "trials.jsonl", lambda d: d[:-40]), "is a damaged hpo_nb archive"),
+        (lambda p: rewrite(p, "archive.json", header_with(n_trials=3)), "where 3 were written"),
+        (lambda p: rewrite(p, "intermediate_value.npy", lambda d: b""), "damaged"),
+    ],
+)
+def test_bad_archives_are_refused_in_one_line(exported, db, make, message):
+    with pytest.raises(HpoError, match=re.escape(message)) as info:
+        import_archive(make(exported), db)
+    assert "\n" not in str(info.value)
+    assert optuna.get_all_study_names(db) == ["src", "pair"]
+
+
+def test_bad_exports_are_refused_in_one_line(exported, db, tmp_path):
+    for call, message in [
+        (lambda: export_archive("nope", tmp_path / "x.zip", db), "no study 'nope' in sqlite:///"),
+        (lambda: export_archive("src", tmp_path / "no" / "x.zip", db), "folder"),
+        (lambda: export_archive("src", tmp_path, db), "it is a folder"),
+    ]:
+        with pytest.raises(HpoError, match=re.escape(message)) as info:
+            call()
+        assert "\n" not in str(info.value)
+
+
+def count_rows(db):
+    conn = sqlite3.connect(db.split(":///", 1)[1])
+    tables = ("studies", "trials", "trial_params", "trial_intermediate_values")
+    counts = [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables]
+    conn.close()
+    return counts
+
+
+def test_a_failed_import_leaves_nothing_behind(exported, db, monkeypatch):
+    before = count_rows(db)
+    # The database refuses the last rows written (a step twice in one trial): all undone.
+    broken = rewrite(exported, "intermediate_step.npy", zeros_npy)
+    with pytest.raises(HpoError, match="cannot import study 'copy' into sqlite:///") as info:
+        import_archive(broken, db, study="copy")
+    assert "\n" not in str(info.value)
+    assert count_rows(db) == before
+    # An interrupt in the middle of the import: all undone as well.
+    real = archive_module._attr_rows
+    calls = []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 10:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(archive_module, "_attr_rows", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        import_archive(exported, db, study="copy")
+    assert count_rows(db) == before
+    monkeypatch.undo()
+    import_archive(exported, db, study="copy")
+    assert_same_study(db, "src", db, "copy")
+
+
+@pytest.mark.kernel
+def test_the_magics_export_and_import(tmp_path):
+    db = f"sqlite:///{tmp_path / 'hpo.db'}"
+    build(RDBStorage(db))
+    k = Kernel(str(tmp_path))
+    try:
+        k.ok("%load_ext hpo_nb")
+        out = k.ok("%hpo_export src --archive src.zip").stdout
+        assert re.fullmatch(r"wrote src\.zip \(0\.\d\d MiB\)\n", out), out
+        out = k.ok("%hpo_export pair --format json --out best.json --archive pair.zip").stdout
+        assert out.startswith("wrote best.json\nwrote pair.zip (")
+        assert k.ok("%hpo_import src.zip --study copy").stdout == (
+            "imported study 'copy' from src.zip\n"
+        )
+        k.ok("%hpo_import pair.zip --storage other.db")
+        for cell, message in [
+            ("%hpo_import src.zip", "study 'src' already exists in sqlite:///hpo.db: pass --study"),
+            ("%hpo_import nothere.zip", "no archive at nothere.zip"),
+            ("%hpo_import best.json", "best.json is not an hpo_nb archive"),
+            ("%hpo_import", "the following arguments are required: path"),
+            ("%hpo_export nope --archive x.zip", "no study 'nope'"),
+            ("%hpo_export src", "or --archive PATH"),
+            ("%hpo_export src --archive nodir/x.zip", "folder nodir does not exist"),
+            ("%hpo_export src --archive", "argument --archive: expected one argument"),
+        ]:
+            reply = k.execute(cell)
+            lines = [line for line in reply.stderr.splitlines() if line.strip()]
+            assert reply.status == "error"
+            assert len(lines) == 1 and lines[0].startswith("UsageError: "), reply.stderr
+            assert message in lines[0]
+    finally:
+        k.shutdown()
+    assert_same_study(db, "src", db, "copy")
+    assert_same_study(db, "pair", f"sqlite:///{tmp_path / 'other.db'}", "pair")

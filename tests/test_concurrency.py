@@ -1,0 +1,67 @@
+"""Many reports at once, and trials whose records the storage is still creating."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import hpo_nb
+from hpo_nb import RunState
+from hpo_nb._controller import FAIL_REASON_KEY
+from hpo_nb._mirror import Mirror
+
+SPECIAL = {3: math.inf, 4: -math.inf, 5: math.nan}
+
+
+def many_reports(trial):
+    x = trial.suggest_float("x", 0, 1)
+    for step in range(50):  # no pause: the values reach the controller in bursts
+        trial.report(SPECIAL.get(step, x + step), step)
+    return x
+
+
+def sleepy(trial):
+    time.sleep(0.3)
+    return trial.suggest_float("x", 0, 1)
+
+
+def test_every_reported_value_is_stored(any_db):
+    """Values are written in batches; each one lands, infinities and NaN included."""
+    run = hpo_nb.run(many_reports, n_trials=6, storage=any_db, sampler="random", wait=True)
+    assert run.state == RunState.COMPLETED, run.reason
+    trials = optuna.load_study(study_name="many_reports", storage=any_db).trials
+    assert len(trials) == 6
+    for t in trials:
+        x = t.params["x"]
+        assert set(t.intermediate_values) == set(range(50))
+        for step, value in t.intermediate_values.items():
+            expected = SPECIAL.get(step, x + step)
+            assert (math.isnan(value) and math.isnan(expected)) or value == pytest.approx(expected)
+
+
+def test_stop_while_the_storage_creates_trials_leaves_none_running(db, monkeypatch):
+    """The controller hands a trial out once the storage has created it; a stop in between
+    still ends that trial (FAIL, with the reason) instead of leaving it RUNNING."""
+    create = Mirror._create_trial
+
+    def slow_create(self, *args):
+        time.sleep(0.5)
+        return create(self, *args)
+
+    monkeypatch.setattr(Mirror, "_create_trial", slow_create)
+    run = hpo_nb.run(sleepy, n_trials=10, storage=db)
+    deadline = time.monotonic() + 60
+    while run.progress.running < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.stop()
+    run.wait(timeout=60)
+    assert run.state == RunState.STOPPED
+    trials = optuna.load_study(study_name="sleepy", storage=db).trials
+    assert trials and {t.state for t in trials} <= {TrialState.FAIL, TrialState.COMPLETE}
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert {t.system_attrs[FAIL_REASON_KEY] for t in failed} <= {"cancelled: stopped by user"}
+    assert run.progress.failed == len(failed) and run.progress.running == 0
