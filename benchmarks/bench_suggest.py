@@ -62,7 +62,7 @@ def history(n: int, space: dict, seed: int = 0) -> list[optuna.trial.FrozenTrial
 
 def suggest_once(mirror: Mirror, space: dict) -> float:
     start = time.perf_counter()
-    t = mirror.ask({})
+    t = mirror.ask({}).result()
     _ = t.trial.relative_params
     optimizer = None
     for name, dist in space.items():
