@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_concurrency  # noqa: E402
+import bench_load  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_panel  # noqa: E402
 import bench_prune  # noqa: E402
@@ -29,6 +30,7 @@ BENCHMARKS = [
     bench_concurrency,
     bench_panel,
     bench_storage,
+    bench_load,
 ]
 
 

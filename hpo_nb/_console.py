@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from . import _lifecycle as lifecycle
 from ._algorithms import PRUNERS, SAMPLERS, main_options, make_pruner, make_sampler
+from ._archive import load_trials
 from ._errors import HpoError
 from ._mirror import _quiet
 from ._objective import Objective, as_objective
@@ -133,7 +134,7 @@ class Console:
         rdb = open_storage(self._url)
         try:
             study_id = rdb.get_study_id_from_name(self._name)
-            trials = rdb.get_all_trials(study_id, deepcopy=False, states=_FINISHED)
+            trials = [t for t in load_trials(rdb, study_id) if t.state in _FINISHED]
         except KeyError:
             trials = []
         except Exception as e:

@@ -363,3 +363,19 @@ def test_the_magics_export_and_import(tmp_path):
         k.shutdown()
     assert_same_study(db, "src", db, "copy")
     assert_same_study(db, "pair", f"sqlite:///{tmp_path / 'other.db'}", "pair")
+
+
+@pytest.mark.database
+def test_the_fast_reader_gives_what_optuna_reads(any_db):
+    """``load_trials`` (what runs and panels load a study with) equals Optuna's own read,
+    trial ids included, in every state and on every backend."""
+    from hpo_nb._archive import load_trials
+
+    storage = RDBStorage(any_db)
+    build(storage)
+    for name in ("src", "pair"):
+        study_id = storage.get_study_id_from_name(name)
+        fast = load_trials(storage, study_id)
+        slow = storage.get_all_trials(study_id, deepcopy=False)
+        assert [t._trial_id for t in fast] == [t._trial_id for t in slow]
+        assert [fields(t) for t in fast] == [fields(t) for t in slow]
