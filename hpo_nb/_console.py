@@ -72,6 +72,7 @@ class Console:
         self._run: Run | None = None
         self._seen = 0
         self._importance_at = 0
+        self._complete = 0  # complete trials among the rows (counted as they arrive)
         self._importance_busy = False
         self._display: Any = None
         self.loaded = threading.Event()  # set once the study's trials are in the panel
@@ -175,6 +176,7 @@ class Console:
 
     def _add_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         new = [r for r in rows if r["n"] not in self._numbers]
+        self._complete += sum(r["s"] == "complete" for r in new)
         self._numbers.update(r["n"] for r in new)
         self._rows.extend(new)
         return new
@@ -192,7 +194,7 @@ class Console:
             self.panel.top = top
 
     def _maybe_importance(self) -> None:
-        complete = sum(r["s"] == "complete" for r in self._rows)
+        complete = self._complete
         due = max(self._importance_at + 5, int(self._importance_at * 1.1))
         if complete < 5 or complete < due or self._importance_busy or not self._dists:
             return
@@ -376,7 +378,8 @@ class Console:
             self.panel.study = {**self.panel.study, "name": child, "parent": name}
             self._dists = {**self._dists, **space.distributions()}
             with self._lock:
-                self._rows, self._numbers = [], set()
+                self._rows, self._numbers, self._complete = [], set(), 0
+                self._importance_at = 0
             self.panel.top = []
             self._read()
             note = f"continued as study {child!r} ({carried} finished trials carried over): "

@@ -91,6 +91,15 @@ class Kernel:
         assert reply.status == "ok", reply.error_text or reply.stderr
         return reply
 
+    def usage_error(self, code: str, timeout: float = 120) -> str:
+        """Execute ``code``, assert that it failed with one line (``UsageError: ...``) and
+        nothing else, and return that line."""
+        reply = self.execute(code, timeout)
+        lines = [line for line in reply.stderr.splitlines() if line.strip()]
+        assert reply.status == "error"
+        assert len(lines) == 1 and lines[0].startswith("UsageError: "), reply.stderr
+        return lines[0]
+
     def interrupt(self) -> None:
         self.manager.interrupt_kernel()
 

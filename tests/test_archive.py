@@ -354,11 +354,7 @@ def test_the_magics_export_and_import(tmp_path):
             ("%hpo_export src --archive nodir/x.zip", "folder nodir does not exist"),
             ("%hpo_export src --archive", "argument --archive: expected one argument"),
         ]:
-            reply = k.execute(cell)
-            lines = [line for line in reply.stderr.splitlines() if line.strip()]
-            assert reply.status == "error"
-            assert len(lines) == 1 and lines[0].startswith("UsageError: "), reply.stderr
-            assert message in lines[0]
+            assert message in k.usage_error(cell)
     finally:
         k.shutdown()
     assert_same_study(db, "src", db, "copy")

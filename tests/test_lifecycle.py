@@ -245,11 +245,7 @@ def test_resume_after_the_kernel_was_killed_accounts_exactly(tmp_path):
     ],
 )
 def test_bad_options_of_every_magic_are_one_line(tmp_path, lifecycle_kernel, cell, message):
-    reply = lifecycle_kernel.execute(cell)
-    lines = [line for line in reply.stderr.splitlines() if line.strip()]
-    assert reply.status == "error"
-    assert len(lines) == 1 and lines[0].startswith("UsageError: "), reply.stderr
-    assert message in lines[0]
+    assert message in lifecycle_kernel.usage_error(cell)
 
 
 @pytest.fixture(scope="module")

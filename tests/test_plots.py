@@ -273,10 +273,6 @@ def test_hpo_export_plots_magic(url, tmp_path):
             ("%hpo_export s --plots d --plot-formats gif", "invalid choice: 'gif'"),
             (f"%hpo_export nope --plots d --storage {url}", "no study 'nope'"),
         ]:
-            reply = k.execute(cell)
-            lines = [line for line in reply.stderr.splitlines() if line.strip()]
-            assert reply.status == "error"
-            assert len(lines) == 1 and lines[0].startswith("UsageError: "), reply.stderr
-            assert message in lines[0]
+            assert message in k.usage_error(cell)
     finally:
         k.shutdown()
