@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from ._errors import HpoError
+from ._tpe import HistoryTPESampler
 
 if TYPE_CHECKING:
     from ._space import SearchSpace
@@ -103,7 +104,8 @@ _Factory = Callable[[int | None, dict[str, Any], Context], optuna.samplers.BaseS
 SAMPLERS: dict[str, tuple[_Factory, Any]] = {
     "auto": (_auto, None),
     # Optuna 5's TPE defaults: multivariate (single objective) and constant liar.
-    "tpe": (_simple(optuna.samplers.TPESampler), optuna.samplers.TPESampler),
+    # Optuna's TPE reading only the trials finished since its last suggestion (hpo_nb/_tpe.py).
+    "tpe": (_simple(HistoryTPESampler), optuna.samplers.TPESampler),
     "gp": (_gp, optuna.samplers.GPSampler),
     "cmaes": (_cmaes, optuna.samplers.CmaEsSampler),
     "nsga2": (_simple(optuna.samplers.NSGAIISampler), optuna.samplers.NSGAIISampler),

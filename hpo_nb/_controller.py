@@ -33,7 +33,7 @@ from ._algorithms import explain_prune
 from ._channel import ControllerChannel, new_topic
 from ._errors import HpoError
 from ._gpu import memory_released
-from ._mirror import Mirror, MirroredTrial
+from ._mirror import DrawnTrial, Mirror, MirroredTrial
 from ._monitor import worker_stats
 from ._progress import Progress, RunState, check_transition
 from ._records import (
@@ -159,6 +159,7 @@ class Controller:
         self._last_stop_check = 0.0
         self._last_monitor = 0.0
         self._retries: list[_Retry] = []
+        self._ahead: list[DrawnTrial] = []  # at most one trial drawn before a worker asks
         self._doomed: dict[str, tuple[float, _Task]] = {}  # attempt -> (kill time, its task)
         self._resources: dict[str, float] | None = None
         self._client: Client | None = None
@@ -228,6 +229,7 @@ class Controller:
             self._step(0.0)  # a stop sent while starting is seen before any task is submitted
             while True:
                 self._fill()
+                self._draw_ahead()
                 if not self._tasks and self._no_more_trials():
                     break
                 self._step(self._wait_time())
@@ -283,7 +285,7 @@ class Controller:
         elif kind == "stop":
             self._on_stop(graceful=item[1], reason=item[2])
         elif kind == "created":
-            self._on_created(item[1], item[2], item[3])
+            self._on_created(item[1], item[2])
         elif kind == "retire":
             self._retire(item[1], item[2])
         elif kind == "narrow":
@@ -321,6 +323,21 @@ class Controller:
         wanted = min(limit, budget) - len(self._tasks)
         for _ in range(max(0, wanted)):
             self._submit()
+
+    def _draw_ahead(self) -> None:
+        """Draw the next trial while the current ones run, so that a worker that becomes free
+        gets its parameters at once instead of waiting for the sampler."""
+        p = self.progress
+        if (
+            self._ahead
+            or any(task.created is not None for task in self._tasks.values())  # tickets first
+            or self._client is None
+            or not self._mirror.can_draw_ahead
+            or self._no_more_trials()
+            or p.counted + self._running() >= p.target
+        ):
+            return
+        self._ahead.append(self._mirror.draw())
 
     def _slots(self) -> int:
         slots, checked = self._capacity
@@ -364,33 +381,34 @@ class Controller:
         if task.retry is not None:
             self._mirror.enqueue(task.retry.params)
             attrs[TRIAL_KEY].update(retry_of=task.retry.origin, retry=task.retry.attempt)
-        # The storage creates the trial on the writer thread; meanwhile this thread serves the
-        # other trials (a hundred tasks may start at once), and the ticket goes out after.
-        created = task.created = self._mirror.ask(attrs)
+        # A trial drawn ahead (while others ran) goes out at once, without waiting for the
+        # sampler or the storage: the writer thread creates its record meanwhile (before the
+        # writes already queued), and the task's next message waits for it (_process).
+        drawn = self._ahead.pop() if task.retry is None and self._ahead else self._mirror.draw()
+        created = task.created = self._mirror.create(drawn, attrs)
         key = message["key"]
-        created.add_done_callback(lambda f: self._inbox.put(("created", key, message, f)))
+        created.add_done_callback(lambda f: self._inbox.put(("created", key, f)))
+        self._reply(message, {"ticket": cloudpickle.dumps(self._ticket(drawn))})
+        self._update(running=self._running(), sampler=self._sampler_text())
 
-    def _on_created(
-        self, key: str, message: dict[str, Any], created: concurrent.futures.Future[MirroredTrial]
-    ) -> None:
+    def _ticket(self, drawn: DrawnTrial) -> TrialTicket:
+        trial, fixed = drawn.trial, drawn.fixed_params
+        return TrialTicket(
+            number=None,  # the storage's number, which the worker asks for if it needs it
+            n_objectives=len(self.progress.directions),
+            datetime_start=trial.datetime_start,
+            fixed_params=fixed,
+            relative_params={k: v for k, v in trial.relative_params.items() if k not in fixed},
+            relative_space=dict(trial.relative_search_space or {}),
+            overrides=self._overrides,
+            prunes=not isinstance(self._mirror.study.pruner, optuna.pruners.NopPruner),
+        )
+
+    def _on_created(self, key: str, created: concurrent.futures.Future[MirroredTrial]) -> None:
         task = self._tasks.get(key)
         if task is None or task.created is not created or created.exception() is not None:
             return  # its trial ended meanwhile (see _settle), or the storage failed (tick raises)
         self._settle(task)
-        t, p = task.trial, self.progress
-        assert t is not None
-        relative = {k: v for k, v in t.trial.relative_params.items() if k not in t.fixed_params}
-        ticket = TrialTicket(
-            number=t.number,
-            n_objectives=len(p.directions),
-            datetime_start=t.trial.datetime_start,
-            fixed_params=t.fixed_params,
-            relative_params=relative,
-            relative_space=dict(t.trial.relative_search_space or {}),
-            overrides=self._overrides,
-        )
-        self._reply(message, {"ticket": cloudpickle.dumps(ticket)})
-        self._update(running=self._running(), sampler=self._sampler_text())
 
     def _settle(self, task: _Task) -> None:
         """Wait for the trial a task is being given, if any (to end it, or to hand it out)."""
@@ -448,6 +466,7 @@ class Controller:
                 return
             self._start_trial(task, message)
             return
+        self._settle(task)  # its record exists before anything is written to it
         t, mirror = task.trial, self._mirror
         if t is None:  # an idle task (no trial was left for it) finished
             if op == "finish":
@@ -462,6 +481,8 @@ class Controller:
                 distribution = json_to_distribution(message["dist"])
                 value = mirror.suggest(t, message["name"], distribution)
                 self._reply(message, {"value": distribution.to_internal_repr(value)})
+            elif op == "number":
+                self._reply(message, {"number": t.number})
             elif op == "should_prune":
                 self._reply(message, {"prune": mirror.should_prune(t)})
             elif op == "report":  # the worker already dropped repeated steps

@@ -65,13 +65,14 @@ class PickledObjective:
 class TrialTicket:
     """Everything a task needs to run one trial (the controller's answer to ``start``)."""
 
-    number: int
+    number: int | None  # None: not known yet (the storage is creating the trial)
     n_objectives: int
     datetime_start: datetime.datetime | None
     fixed_params: dict[str, Any]
     relative_params: dict[str, Any]
     relative_space: dict[str, BaseDistribution]
     overrides: dict[str, BaseDistribution] = dataclasses.field(default_factory=dict)
+    prunes: bool = True  # False: the run's pruner never prunes (``none``), nothing to ask
 
 
 class WorkerTrial(BaseTrial):
@@ -84,6 +85,7 @@ class WorkerTrial(BaseTrial):
     def __init__(self, ticket: TrialTicket, channel: WorkerChannel) -> None:
         self._ticket = ticket
         self._channel = channel
+        self._number = ticket.number
         self._params: dict[str, Any] = {}
         self._distributions: dict[str, BaseDistribution] = {}
         self._user_attrs: dict[str, Any] = {}
@@ -180,6 +182,10 @@ class WorkerTrial(BaseTrial):
             raise NotImplementedError(
                 "Trial.should_prune is not supported for multi-objective optimization."
             )
+        if not self._ticket.prunes:
+            if self._channel.cancelled():  # what a request would have found out
+                raise TaskCancelled("the run no longer wants this trial")
+            return False
         return bool(self._request("should_prune")["prune"])
 
     # -- attributes --------------------------------------------------------------------------
@@ -223,7 +229,9 @@ class WorkerTrial(BaseTrial):
 
     @property
     def number(self) -> int:
-        return self._ticket.number
+        if self._number is None:  # asked once, only by objectives that use it
+            self._number = int(self._request("number")["number"])
+        return self._number
 
     @property
     def study(self) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import optuna
@@ -13,6 +14,7 @@ import hpo_nb
 from hpo_nb import RunState
 from hpo_nb._controller import FAIL_REASON_KEY
 from hpo_nb._mirror import Mirror
+from hpo_nb._storage import open_storage
 
 SPECIAL = {3: math.inf, 4: -math.inf, 5: math.nan}
 
@@ -65,3 +67,29 @@ def test_stop_while_the_storage_creates_trials_leaves_none_running(db, monkeypat
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert {t.system_attrs[FAIL_REASON_KEY] for t in failed} <= {"cancelled: stopped by user"}
     assert run.progress.failed == len(failed) and run.progress.running == 0
+
+
+def test_a_new_trial_is_written_before_the_queued_writes(db):
+    """A worker waits for its trial's record; the previous trials' results need not go first."""
+    optuna.create_study(study_name="order", storage=db)
+    mirror = Mirror(
+        open_storage(db),
+        "order",
+        optuna.samplers.RandomSampler(seed=0),
+        optuna.pruners.NopPruner(),
+    )
+    try:
+        first = mirror.ask().result()
+        gate, order = threading.Event(), []
+        mirror._write(gate.wait)  # the writer is busy
+        for i in range(3):
+            mirror._write(order.append, f"result {i}")
+        created = mirror.ask()
+        created.add_done_callback(lambda f: order.append("new trial"))
+        gate.set()
+        second = created.result()
+        mirror.flush()
+        assert order == ["new trial", "result 0", "result 1", "result 2"]
+        assert (first.number, second.number) == (0, 1)
+    finally:
+        mirror.close()

@@ -147,10 +147,13 @@ def wait_until_running(run, n=2):
     assert run.progress.running == n
 
 
-@pytest.mark.parametrize("objective", [slow, reporter])
-def test_stop_cancels_running_trials_and_frees_the_workers(db, objective):
-    """Trials that ask (should_prune) or only report both stop; the next run gets the workers."""
-    run = hpo_nb.run(objective, n_trials=10, storage=db)
+@pytest.mark.parametrize(
+    ("objective", "pruner"), [(slow, "median"), (slow, "none"), (reporter, "median")]
+)
+def test_stop_cancels_running_trials_and_frees_the_workers(db, objective, pruner):
+    """Trials that ask (should_prune, answered on the worker without a pruner) or only report
+    all stop; the next run gets the workers."""
+    run = hpo_nb.run(objective, n_trials=10, storage=db, pruner=pruner)
     wait_until_running(run)
     run.stop()
     run.wait(timeout=30)
@@ -385,3 +388,25 @@ def test_constraints_reach_the_storage_and_the_pareto_front(db):
     for t in trials_of(db, "constrained"):
         assert t.system_attrs["constraints:x_below_half"] == pytest.approx(t.params["x"] - 0.5)
     assert all(t.params["x"] <= 0.5 for t in run.best_trials)  # only feasible trials
+
+
+class _Watching(optuna.samplers.RandomSampler):
+    """Random search that notes, for each trial it starts, how many others were running."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.others_running: list[int] = []
+
+    def before_trial(self, study, trial):
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        self.others_running.append(len(running) - 1)
+
+
+def test_the_next_trial_is_drawn_while_the_current_one_runs(db):
+    sampler = _Watching()
+    hpo_nb.run(sleepy, n_trials=4, storage=db, sampler=sampler, workers=1, wait=True)
+    # One worker runs one trial at a time, yet later trials were drawn during earlier ones.
+    assert max(sampler.others_running[1:]) == 1
+    trials = trials_of(db, "sleepy")
+    assert [t.number for t in trials] == [0, 1, 2, 3]  # nothing drawn ahead reached the storage
+    assert all(t.state == TrialState.COMPLETE for t in trials)

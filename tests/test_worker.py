@@ -27,6 +27,9 @@ class RecordingChannel:
         self.sent.append((op, payload))
         return self.answers[op]
 
+    def cancelled(self):
+        return "cancelled" in self.answers
+
 
 def ticket(**overrides):
     fields = dict(
@@ -102,6 +105,24 @@ def test_cancel_reply_raises_an_exception_objectives_cannot_swallow():
     assert not issubclass(TaskCancelled, Exception)
     with pytest.raises(TaskCancelled, match="stopped"):
         trial.should_prune()
+
+
+def test_without_a_pruner_should_prune_asks_nothing_but_still_sees_a_cancel():
+    channel = RecordingChannel()
+    trial = WorkerTrial(ticket(prunes=False), channel)
+    trial.report(0.5, 0)
+    assert trial.should_prune() is False
+    assert [op for op, _ in channel.sent] == ["report"]
+    stopped = WorkerTrial(ticket(prunes=False), RecordingChannel({"cancelled": True}))
+    with pytest.raises(TaskCancelled):
+        stopped.should_prune()
+
+
+def test_the_number_is_asked_once_when_the_ticket_has_none():
+    channel = RecordingChannel({"number": {"number": 41}})
+    trial = WorkerTrial(ticket(number=None), channel)
+    assert (trial.number, trial.number) == (41, 41)
+    assert [op for op, _ in channel.sent] == ["number"]
 
 
 def test_user_attrs_must_be_json():
