@@ -34,7 +34,7 @@ import math
 import os
 import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import optuna
 import sqlalchemy
-from optuna.distributions import distribution_to_json, json_to_distribution
+from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.study import StudyDirection
@@ -131,12 +131,123 @@ def _frozen(
     ]
 
 
-def load_trials(rdb: RDBStorage, study_id: int) -> list[FrozenTrial]:
-    """Every trial of a study, in number order, read in one snapshot about ten times faster
-    than ``RDBStorage.get_all_trials`` (six plain queries instead of ORM objects)."""
-    rows = _from_tables(rdb, study_id)
-    curve = zip(rows.numbers, rows.steps, rows.values, strict=True)
-    return _frozen(rows.records, list(rows.distributions), curve, rows.trial_ids)
+def load_trials(rdb: RDBStorage, study_id: int) -> Iterator[FrozenTrial]:
+    """Every trial of a study, in number order, as ``RDBStorage.get_all_trials`` gives them but
+    about ten times faster (plain queries instead of ORM objects), all from one snapshot of the
+    database (the study may be running).
+
+    A generator: the trials are read and built ``_CHUNK`` at a time, so what a caller keeps of
+    them is never held twice, and the load itself holds little more than one chunk."""
+    trials = _TABLES["trials"]
+    with rdb.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN")  # Python's sqlite3 begins no transaction to read
+        else:
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        columns = ("trial_id", "number", "state", "datetime_start", "datetime_complete")
+        query = (
+            sqlalchemy.select(*(trials.c[c] for c in columns))
+            .where(trials.c.study_id == study_id)
+            .order_by(trials.c.number, trials.c.trial_id)
+        )
+        heads = conn.execute(query).all()
+        distributions: dict[str, BaseDistribution] = {}  # JSON -> one shared object
+        for start in range(0, len(heads), _CHUNK):
+            yield from _load_chunk(conn, heads[start : start + _CHUNK], distributions)
+
+
+_CHUNK = 500  # trials a load reads and builds at a time
+_FINITE = "FINITE"  # the stored kind of a finite value, intermediate or not
+
+
+def _load_chunk(
+    conn: sqlalchemy.Connection,
+    heads: Sequence[Sequence[Any]],
+    distributions: dict[str, BaseDistribution],
+) -> list[FrozenTrial]:
+    """The trials of ``heads`` (trial_id, number, state, datetimes) with everything they hold;
+    ``distributions`` (distribution JSON -> object) is shared by the chunks of a load."""
+    ids = [head[0] for head in heads]
+
+    def of_chunk(table: str, *columns: str, order: str) -> list[tuple[Any, ...]]:
+        t = _TABLES[table]
+        query = (
+            sqlalchemy.select(t.c.trial_id, *(t.c[c] for c in columns))
+            .where(t.c.trial_id.in_(ids))
+            .order_by(t.c.trial_id, t.c[order])
+        )
+        # The rows as the driver gives them, on the load's connection (in its snapshot): ids,
+        # floats and strings, the kind of a value its stored name. SQLAlchemy's Row objects
+        # would take as long as reading the rows, and the intermediate values are the bulk of
+        # a study (50 a trial are common). The trial ids, integers, are written into the SQL.
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(str(query.compile(conn, compile_kwargs={"literal_binds": True})))
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    params: dict[int, dict[str, Any]] = {i: {} for i in ids}
+    dists: dict[int, dict[str, BaseDistribution]] = {i: {} for i in ids}
+    for trial_id, name, value, text in of_chunk(
+        "trial_params", "param_name", "param_value", "distribution_json", order="param_id"
+    ):
+        dist = distributions.get(text)
+        if dist is None:
+            dist = distributions[text] = json_to_distribution(text)
+        params[trial_id][name] = dist.to_external_repr(value)
+        dists[trial_id][name] = dist
+    values: dict[int, list[float]] = {}
+    value_kind = models.TrialValueModel.TrialValueType
+    to_value = models.TrialValueModel.stored_repr_to_value
+    for trial_id, value, kind in of_chunk("trial_values", "value", "value_type", order="objective"):
+        value = value if kind == _FINITE else to_value(value, value_kind[kind])
+        values.setdefault(trial_id, []).append(value)
+    user_attrs: dict[int, dict[str, Any]] = {i: {} for i in ids}
+    for trial_id, key, text in of_chunk(
+        "trial_user_attributes", "key", "value_json", order="trial_user_attribute_id"
+    ):
+        user_attrs[trial_id][key] = json.loads(text)
+    system_attrs: dict[int, dict[str, Any]] = {i: {} for i in ids}
+    for trial_id, key, text in of_chunk(
+        "trial_system_attributes", "key", "value_json", order="trial_system_attribute_id"
+    ):
+        system_attrs[trial_id][key] = json.loads(text)
+    curves: dict[int, dict[int, float]] = {i: {} for i in ids}
+    iv_kind = models.TrialIntermediateValueModel.TrialIntermediateValueType
+    to_iv = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+    for trial_id, step, value, kind in of_chunk(
+        "trial_intermediate_values",
+        "step",
+        "intermediate_value",
+        "intermediate_value_type",
+        order="trial_intermediate_value_id",
+    ):
+        curves[trial_id][step] = value if kind == _FINITE else to_iv(value, iv_kind[kind])
+    return [
+        FrozenTrial(
+            number=number,
+            state=state,
+            value=None,
+            values=values.get(trial_id),
+            datetime_start=_local_from_stored(start),
+            datetime_complete=_local_from_stored(complete),
+            params=params[trial_id],
+            distributions=dists[trial_id],
+            user_attrs=user_attrs[trial_id],
+            system_attrs=system_attrs[trial_id],
+            intermediate_values=curves[trial_id],
+            trial_id=trial_id,
+        )
+        for trial_id, number, state, start, complete in heads
+    ]
+
+
+def _local_from_stored(moment: datetime.datetime | None) -> datetime.datetime | None:
+    # RDBStorage keeps naive UTC; Optuna shows naive local time.
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=_UTC).astimezone().replace(tzinfo=None)
 
 
 @dataclasses.dataclass

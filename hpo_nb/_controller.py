@@ -119,6 +119,7 @@ class _Retry:
     avoid: str | None  # the worker it failed on
 
 
+_SEND_TIME = 0.005  # seconds left to the event loop to send a ticket
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -160,6 +161,8 @@ class Controller:
         self._last_monitor = 0.0
         self._retries: list[_Retry] = []
         self._ahead: list[DrawnTrial] = []  # at most one trial drawn before a worker asks
+        self._last_ticket = 0.0
+        self._draw_at: float | None = None  # when to draw ahead (see _draw_ahead)
         self._doomed: dict[str, tuple[float, _Task]] = {}  # attempt -> (kill time, its task)
         self._resources: dict[str, float] | None = None
         self._client: Client | None = None
@@ -327,17 +330,22 @@ class Controller:
     def _draw_ahead(self) -> None:
         """Draw the next trial while the current ones run, so that a worker that becomes free
         gets its parameters at once instead of waiting for the sampler."""
-        p = self.progress
+        p, self._draw_at = self.progress, None
         if (
             self._ahead
-            or any(task.created is not None for task in self._tasks.values())  # tickets first
+            or any(task.created is not None for task in self._tasks.values())  # records first
             or self._client is None
             or not self._mirror.can_draw_ahead
             or self._no_more_trials()
             or p.counted + self._running() >= p.target
         ):
             return
-        self._ahead.append(self._mirror.draw())
+        # Not at once after a ticket: the sampler would hold the GIL while the client's event
+        # loop sends it.
+        self._draw_at = self._last_ticket + _SEND_TIME
+        if time.monotonic() >= self._draw_at:
+            self._draw_at = None
+            self._ahead.append(self._mirror.draw())
 
     def _slots(self) -> int:
         slots, checked = self._capacity
@@ -389,6 +397,7 @@ class Controller:
         key = message["key"]
         created.add_done_callback(lambda f: self._inbox.put(("created", key, f)))
         self._reply(message, {"ticket": cloudpickle.dumps(self._ticket(drawn))})
+        self._last_ticket = time.monotonic()
         self._update(running=self._running(), sampler=self._sampler_text())
 
     def _ticket(self, drawn: DrawnTrial) -> TrialTicket:
@@ -898,7 +907,7 @@ class Controller:
         wait = 1.0
         if self._dirty:
             wait = max(0.0, self._config.widget_interval - (time.monotonic() - self._last_publish))
-        for deadline in (self._deadline, self._hard_deadline):
+        for deadline in (self._deadline, self._hard_deadline, self._draw_at):
             if deadline is not None:
                 wait = min(wait, max(0.0, deadline - time.monotonic()))
         return wait

@@ -371,7 +371,82 @@ def test_the_fast_reader_gives_what_optuna_reads(any_db):
     build(storage)
     for name in ("src", "pair"):
         study_id = storage.get_study_id_from_name(name)
-        fast = load_trials(storage, study_id)
+        fast = list(load_trials(storage, study_id))
         slow = storage.get_all_trials(study_id, deepcopy=False)
         assert [t._trial_id for t in fast] == [t._trial_id for t in slow]
         assert [fields(t) for t in fast] == [fields(t) for t in slow]
+
+
+@pytest.mark.database
+def test_the_fast_reader_reads_a_chunk_at_a_time_from_one_snapshot(any_db, monkeypatch):
+    """``load_trials`` is lazy: it reads the trials a few at a time (a large study is never
+    held twice by a caller that keeps what it loads), yet all from the snapshot of its first
+    read, while the study goes on changing."""
+    from hpo_nb._archive import load_trials
+    from hpo_nb._storage import open_storage
+
+    monkeypatch.setattr(archive_module, "_CHUNK", 3)
+    storage = open_storage(any_db)  # SQLite in WAL mode: a writer goes on beside the reader
+    build(storage)
+    study_id = storage.get_study_id_from_name("src")
+    before = storage.get_all_trials(study_id, deepcopy=False)
+    assert len(before) == 14  # five chunks
+    reads = []
+    read_chunk = archive_module._load_chunk
+    monkeypatch.setattr(
+        archive_module,
+        "_load_chunk",
+        lambda conn, heads, *args: reads.append(len(heads)) or read_chunk(conn, heads, *args),
+    )
+    loading = load_trials(storage, study_id)
+    first = next(loading)
+    assert reads == [3]  # the first chunk only
+    waiting = before[-1]
+    assert waiting.state == TrialState.WAITING
+    storage.set_trial_system_attr(waiting._trial_id, "taken", True)  # in the last chunk
+    optuna.load_study(study_name="src", storage=storage).enqueue_trial({"x": 0.5})
+    loaded = [first, *loading]
+    assert reads == [3, 3, 3, 3, 2]
+    assert [t._trial_id for t in loaded] == [t._trial_id for t in before]
+    assert [fields(t) for t in loaded] == [fields(t) for t in before]
+    assert len(storage.get_all_trials(study_id)) == 15
+
+
+def test_a_mirror_holds_the_study_as_optuna_would(db):
+    """The run-side copy of a study holds what copying Optuna's own read of every finished and
+    WAITING trial into memory gives (numbered from 0 there, best trial included), and what
+    Optuna hands out of it is a copy."""
+    from hpo_nb._mirror import Mirror
+    from hpo_nb._storage import open_storage
+
+    storage = open_storage(db)
+    build(storage)
+    for name in ("src", "pair"):
+        study_id = storage.get_study_id_from_name(name)
+        reference = optuna.create_study(
+            storage=InMemoryStorage(), directions=storage.get_study_directions(study_id)
+        )
+        read = storage.get_all_trials(study_id)
+        kept = [t for t in read if t.state.is_finished() or t.state == TrialState.WAITING]
+        reference.add_trials(kept)
+        mirror = Mirror(
+            storage, name, optuna.samplers.RandomSampler(seed=0), optuna.pruners.NopPruner()
+        )
+        try:
+            held = mirror.study.get_trials(deepcopy=False)
+            assert all(type(t) is FrozenTrial for t in held)
+            assert [fields(t) for t in held] == [fields(t) for t in reference.trials]
+            assert [mirror.storage_number(t.number) for t in held] == [t.number for t in kept]
+            assert [t.number for t in mirror.study.best_trials] == [
+                t.number for t in reference.best_trials
+            ]
+            assert mirror.distributions == {
+                k: v for t in kept if t.state.is_finished() for k, v in t.distributions.items()
+            }
+            handed = mirror.study.trials[0]
+            handed.intermediate_values[0] = 123.0
+            handed.distributions.clear()
+            assert fields(mirror.study.get_trials(deepcopy=False)[0]) == fields(held[0])
+            assert fields(held[0]) == fields(reference.trials[0])
+        finally:
+            mirror.close()
