@@ -133,16 +133,21 @@ class Console:
     def _read(self) -> None:
         """Read the study's finished trials from the storage, then show them."""
         rdb = open_storage(self._url)
+        rows: list[dict[str, Any]] = []
+        dists: dict[str, BaseDistribution] = {}
         try:
             study_id = rdb.get_study_id_from_name(self._name)
-            trials = [t for t in load_trials(rdb, study_id) if t.state in _FINISHED]
+            for t in load_trials(rdb, study_id):  # a row at a time: no second copy of the study
+                if t.state in _FINISHED:
+                    rows.append(trial_row(t))
+                    dists.update(discovered([t]))
         except KeyError:
-            trials = []
+            pass
         except Exception as e:
             self.panel.status = f"could not read the study: {type(e).__name__}: {e}"
             self.loaded.set()
             return
-        self._loaded([trial_row(t) for t in trials], discovered(trials))
+        self._loaded(rows, dists)
         if self._run is None or self._run.done:
             counts = {k: sum(r["s"] == s for r in self._rows) for k, s in _COUNTED.items()}
             target = self.panel.config["n_trials"]
