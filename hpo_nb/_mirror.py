@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import itertools
 import logging
 import queue
@@ -34,6 +33,7 @@ from optuna.storages import InMemoryStorage, RDBStorage
 from optuna.storages._rdb.models import TrialIntermediateValueModel
 from optuna.trial import FrozenTrial, TrialState
 
+from . import _writes as writes
 from ._archive import load_trials
 
 __all__ = ["DrawnTrial", "Mirror", "MirroredTrial"]
@@ -106,7 +106,7 @@ class Mirror:
             study_name=name, storage=self._memory, sampler=sampler, pruner=pruner
         )
         self._persisted_attrs: dict[int, dict[str, Any]] = {}
-        self._writer = _Writer()
+        self._writer = _Writer(storage.engine)
         self._write_error: BaseException | None = None
         self._values: list[tuple[int, int, float]] = []  # reported, not yet sent to the writer
         self._values_since = 0.0
@@ -115,8 +115,18 @@ class Mirror:
     def _write(self, fn: Callable[..., Any], *args: Any, urgent: bool = False) -> Future[Any]:
         """Run ``fn(*args)`` on the writer thread, after every earlier write (``urgent``: after
         the earlier urgent ones only)."""
+        return self._submit(fn, args, urgent, sql=False)
+
+    def _sql(self, fn: Callable[..., Any], *args: Any, urgent: bool = False) -> Future[Any]:
+        """As ``_write``, for ``fn(connection, *args)``: the writes queued together share one
+        transaction."""
+        return self._submit(fn, args, urgent, sql=True)
+
+    def _submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], urgent: bool, sql: bool
+    ) -> Future[Any]:
         self.check()
-        future = self._writer.submit(fn, args, urgent)
+        future = self._writer.submit(fn, args, urgent, sql)
         future.add_done_callback(self._note_error)
         return future
 
@@ -139,27 +149,7 @@ class Mirror:
     def _send_values(self) -> None:
         if self._values:
             rows, self._values = self._values, []
-            self._write(self._insert_values, rows)
-
-    def _insert_values(self, rows: list[tuple[int, int, float]]) -> None:
-        """Intermediate values, many in one statement: Optuna's own call takes a transaction
-        and two look-ups per value, which cannot keep up with a hundred trials reporting
-        several times a second. Each (trial, step) is new: workers drop repeated steps and a
-        trial's values are sent before its end."""
-        model = TrialIntermediateValueModel
-        records = []
-        for trial_id, step, value in rows:
-            stored, kind = model.intermediate_value_to_stored_repr(value)
-            records.append(
-                {
-                    "trial_id": trial_id,
-                    "step": step,
-                    "intermediate_value": stored,
-                    "intermediate_value_type": kind,
-                }
-            )
-        with self._rdb.engine.begin() as connection:
-            connection.execute(sqlalchemy.insert(model), records)
+            self._sql(_insert_values, rows)
 
     def flush(self) -> None:
         """Wait for every pending write; raise the first error any write met."""
@@ -173,34 +163,17 @@ class Mirror:
         self._writer.shutdown()
         self.check()
 
-    def _create_trial(self, waiting_id: int | None, attrs: dict[str, Any]) -> tuple[int, int]:
+    def _create_trial(
+        self, conn: sqlalchemy.Connection, waiting_id: int | None, attrs: dict[str, Any]
+    ) -> tuple[int, int]:
         """A RUNNING trial in the storage (an enqueued one if possible), carrying ``attrs`` from
         its first moment: a trial whose kernel dies at once is still known to be that kernel's.
         Returns its id and number."""
-        rdb = self._rdb
         if waiting_id is not None:
-            for key, value in attrs.items():
-                rdb.set_trial_system_attr(waiting_id, key, value)
-            if rdb.set_trial_state_values(waiting_id, TrialState.RUNNING):
-                rdb.record_heartbeat(waiting_id)
-                return waiting_id, rdb.get_trial_number_from_id(waiting_id)
-        template = FrozenTrial(
-            number=-1,
-            state=TrialState.RUNNING,
-            value=None,
-            datetime_start=datetime.datetime.now(),
-            datetime_complete=None,
-            params={},
-            distributions={},
-            user_attrs={},
-            system_attrs=attrs,
-            intermediate_values={},
-            trial_id=-1,
-        )
-        # What Optuna's own cache calls: one transaction creates it and gives id and number.
-        frozen = rdb._create_new_trial(self._study_id, template)
-        rdb.record_heartbeat(frozen._trial_id)
-        return frozen._trial_id, frozen.number
+            number = writes.start_waiting(conn, waiting_id, attrs)
+            if number is not None:
+                return waiting_id, number
+        return writes.create_trial(conn, self._study_id, attrs)
 
     # -- the study ---------------------------------------------------------------------------
     def set_study_attr(self, key: str, value: Any) -> None:
@@ -247,14 +220,14 @@ class Mirror:
         The future is done once the record exists (its storage number is known then), after
         every earlier write."""
 
-        def create() -> MirroredTrial:  # on the writer thread
-            storage_id, number = self._create_trial(drawn.waiting_id, dict(attrs or {}))
+        def create(conn: sqlalchemy.Connection) -> MirroredTrial:  # on the writer thread
+            storage_id, number = self._create_trial(conn, drawn.waiting_id, dict(attrs or {}))
             self._numbers[drawn.trial.number] = number  # read only once the controller has it
             return MirroredTrial(drawn.trial, storage_id, number, drawn.fixed_params)
 
         # A worker waits for this: it goes before the writes queued so far (the previous
         # trials' results), which nothing in a new trial's record depends on.
-        return self._write(create, urgent=True)
+        return self._sql(create, urgent=True)
 
     def ask(self, attrs: dict[str, Any] | None = None) -> Future[MirroredTrial]:
         """Start a trial: ``draw`` then ``create``."""
@@ -274,7 +247,7 @@ class Mirror:
         value = _suggest(t.trial, name, distribution)
         if name not in known:
             internal = distribution.to_internal_repr(value)
-            self._write(self._rdb.set_trial_param, t.storage_id, name, internal, distribution)
+            self._sql(writes.set_param, t.storage_id, name, internal, distribution)
         return value
 
     def report(self, t: MirroredTrial, value: float, step: int) -> None:
@@ -288,14 +261,14 @@ class Mirror:
 
     def set_user_attr(self, t: MirroredTrial, key: str, value: Any) -> None:
         t.trial.set_user_attr(key, value)
-        self._write(self._rdb.set_trial_user_attr, t.storage_id, key, value)
+        self._sql(writes.set_user_attr, t.storage_id, key, value)
 
     def set_constraint(self, t: MirroredTrial, key: str, value: float) -> None:
         t.trial.set_constraint(key, value)
         self._sync_attrs(t)
 
     def heartbeat(self, t: MirroredTrial) -> None:
-        self._write(self._rdb.record_heartbeat, t.storage_id)
+        self._sql(writes.record_heartbeat, t.storage_id)
 
     def finish(
         self,
@@ -313,9 +286,9 @@ class Mirror:
         frozen = self._memory.get_trial(t.trial._trial_id)
         self.distributions.update(frozen.distributions)
         for key, value in (attrs or {}).items():
-            self._write(self._rdb.set_trial_system_attr, t.storage_id, key, value)
+            self._sql(writes.set_system_attr, t.storage_id, key, value)
         self._sync_attrs(t)
-        self._write(self._rdb.set_trial_state_values, t.storage_id, frozen.state, frozen.values)
+        self._sql(writes.set_state, t.storage_id, frozen.state, frozen.values)
         self._persisted_attrs.pop(t.trial._trial_id, None)
         return frozen
 
@@ -325,7 +298,7 @@ class Mirror:
         persisted = self._persisted_attrs.setdefault(t.trial._trial_id, {})
         for key, value in frozen.system_attrs.items():
             if persisted.get(key, _MISSING) != value:
-                self._write(self._rdb.set_trial_system_attr, t.storage_id, key, value)
+                self._sql(writes.set_system_attr, t.storage_id, key, value)
                 persisted[key] = value
         study_attrs = self._memory.get_study_system_attrs(self._memory_study_id)
         for key, value in study_attrs.items():
@@ -337,37 +310,94 @@ class Mirror:
 _MISSING = object()
 
 
-class _Writer:
-    """One thread running writes in the order they came, urgent ones before the others."""
-
-    def __init__(self) -> None:
-        self._queue: queue.PriorityQueue[tuple[int, int, Any, tuple[Any, ...], Any]] = (
-            queue.PriorityQueue()
+def _insert_values(conn: sqlalchemy.Connection, rows: list[tuple[int, int, float]]) -> None:
+    """Intermediate values, many in one statement: Optuna's own call takes a transaction
+    and two look-ups per value, which cannot keep up with a hundred trials reporting
+    several times a second. Each (trial, step) is new: workers drop repeated steps and a
+    trial's values are sent before its end."""
+    model = TrialIntermediateValueModel
+    records = []
+    for trial_id, step, value in rows:
+        stored, kind = model.intermediate_value_to_stored_repr(value)
+        records.append(
+            {
+                "trial_id": trial_id,
+                "step": step,
+                "intermediate_value": stored,
+                "intermediate_value_type": kind,
+            }
         )
+    conn.execute(sqlalchemy.insert(model), records)
+
+
+class _Writer:
+    """One thread running writes in the order they came, urgent ones before the others. SQL
+    writes queued together run in one transaction (one at a time if that fails, so that a bad
+    write loses nothing else)."""
+
+    _BATCH = 500
+
+    def __init__(self, engine: sqlalchemy.Engine) -> None:
+        self._engine = engine
+        self._queue: queue.PriorityQueue[tuple[Any, ...]] = queue.PriorityQueue()
         self._order = itertools.count()
         self._thread = threading.Thread(target=self._loop, name="hpo_nb-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], urgent: bool = False) -> Future:
+    def submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], urgent: bool = False, sql: bool = False
+    ) -> Future:
         future: Future[Any] = Future()
-        self._queue.put((0 if urgent else 1, next(self._order), fn, args, future))
+        self._queue.put((0 if urgent else 1, next(self._order), sql, fn, args, future))
         return future
 
     def shutdown(self) -> None:
         """Run every pending write, then stop."""
-        self._queue.put((2, next(self._order), None, (), None))
+        self._queue.put((2, next(self._order), False, None, (), None))
         self._thread.join()
 
     def _loop(self) -> None:
         while True:
-            _, _, fn, args, future = self._queue.get()
+            item = self._queue.get()
+            _, _, sql, fn, args, future = item
             if fn is None:
                 return
-            if future.set_running_or_notify_cancel():
+            if not sql:
+                _settle(future, fn, args)
+                continue
+            batch = [item]
+            while len(batch) < self._BATCH:
                 try:
-                    future.set_result(fn(*args))
-                except BaseException as e:
-                    future.set_exception(e)
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if not more[2]:
+                    self._queue.put(more)  # the same key: it stays first in line
+                    break
+                batch.append(more)
+            self._transaction(batch)
+
+    def _transaction(self, batch: list[tuple[Any, ...]]) -> None:
+        results = []
+        try:
+            with self._engine.begin() as conn:
+                results = [fn(conn, *args) for *_, fn, args, _ in batch]
+        except Exception as e:
+            if len(batch) == 1:
+                batch[0][-1].set_exception(e)
+            else:
+                for item in batch:
+                    self._transaction([item])
+            return
+        for item, result in zip(batch, results, strict=True):
+            item[-1].set_result(result)
+
+
+def _settle(future: Future, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        future.set_result(fn(*args))
+    except BaseException as e:
+        future.set_exception(e)
 
 
 @contextlib.contextmanager

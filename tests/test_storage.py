@@ -8,6 +8,7 @@ import time
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 
 import hpo_nb
@@ -131,3 +132,46 @@ def test_storage_errors_are_one_line(url, message):
         open_storage(url)
     text = str(info.value)
     assert message in text and "\n" not in text and "secret" not in text
+
+
+def test_the_mirrors_plain_sql_writes_read_back_as_optunas_own(any_db):
+    """hpo_nb writes a running study's rows with SQLAlchemy Core (hpo_nb/_writes.py); Optuna
+    must read them exactly as if its own RDBStorage had written them."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from hpo_nb import _writes as writes
+    from hpo_nb._storage import open_storage
+
+    rdb = open_storage(any_db)
+    study = optuna.create_study(study_name="sql", storage=rdb, directions=["minimize"] * 2)
+    study.enqueue_trial({"x": 0.5})
+    waiting = study.trials[0]._trial_id
+    dists = {"x": FloatDistribution(0, 1), "c": CategoricalDistribution(["a", None, 3])}
+    with rdb.engine.begin() as conn:
+        started = writes.start_waiting(conn, waiting, {"hpo_nb:trial": {"session": "s"}})
+        new_id, number = writes.create_trial(conn, study._study_id, {"k": [1, "two"]})
+        for trial_id in (waiting, new_id):
+            writes.set_param(conn, trial_id, "x", 0.25, dists["x"])
+            writes.set_param(conn, trial_id, "c", 1, dists["c"])
+            writes.set_user_attr(conn, trial_id, "u", {"a": 1})
+            writes.set_user_attr(conn, trial_id, "u", {"a": 2})  # replaced, not added
+            writes.set_system_attr(conn, trial_id, "k", "v")
+            writes.record_heartbeat(conn, trial_id)
+        writes.set_state(conn, waiting, TrialState.COMPLETE, [1.5, float("inf")])
+        assert writes.start_waiting(conn, waiting, {}) is None  # no longer waiting
+    assert (started, number) == (0, 1)
+    first, second = optuna.load_study(study_name="sql", storage=any_db).trials
+    assert first.state == TrialState.COMPLETE and first.values == [1.5, float("inf")]
+    assert first.datetime_complete is not None and first.datetime_start is not None
+    assert first.params == second.params == {"x": 0.25, "c": None}
+    assert first.distributions == second.distributions == dists
+    assert first.user_attrs == second.user_attrs == {"u": {"a": 2}}
+    assert first.system_attrs["hpo_nb:trial"] == {"session": "s"}
+    assert second.system_attrs == {"k": "v"} and second.state == TrialState.RUNNING
+    assert second.number == 1 and second._trial_id == new_id
+    beats = optuna.storages._rdb.models.TrialHeartbeatModel.__table__
+    with rdb.engine.connect() as conn:  # one heartbeat row each, updated in place
+        rows = conn.execute(sqlalchemy.select(beats.c.trial_id, beats.c.heartbeat)).all()
+    assert sorted(r[0] for r in rows) == sorted([waiting, new_id]) and all(r[1] for r in rows)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError), rdb.engine.begin() as conn:
+        writes.set_state(conn, waiting, TrialState.FAIL, None)
