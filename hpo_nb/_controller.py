@@ -484,6 +484,8 @@ class Controller:
         try:
             for name, dist_json in message.get("params", ()):
                 mirror.suggest(t, name, json_to_distribution(dist_json))
+            for step, value in message.get("reports", ()):  # the worker dropped repeated steps
+                mirror.report(t, value, step)
             if op == "running":  # the worker has its trial: from now on it may time out
                 task.started = time.monotonic()
             elif op == "suggest":
@@ -494,8 +496,6 @@ class Controller:
                 self._reply(message, {"number": t.number})
             elif op == "should_prune":
                 self._reply(message, {"prune": mirror.should_prune(t)})
-            elif op == "report":  # the worker already dropped repeated steps
-                mirror.report(t, message["value"], message["step"])
             elif op == "user_attr":
                 mirror.set_user_attr(t, message["name"], message["value"])
             elif op == "constraint":

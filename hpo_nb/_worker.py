@@ -12,6 +12,7 @@ import datetime
 import json
 import math
 import os
+import time
 import traceback
 import warnings
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,10 @@ from ._objective import Objective
 __all__ = ["PickledObjective", "TrialTicket", "WorkerTrial", "run_slot"]
 
 _TRACEBACK_LIMIT = 8000
+# A value reported less than this many seconds after the last one sent travels with the next
+# message: a hundred trials each reporting many times a second would otherwise flood the
+# scheduler with tiny messages.
+_REPORTS_EVERY = 0.25
 
 
 class PickledObjective:
@@ -92,6 +97,8 @@ class WorkerTrial(BaseTrial):
         self._constraints: dict[str, float] = {}
         self._intermediate: dict[int, float] = {}
         self._unsent_params: list[list[str]] = []
+        self._unsent_reports: list[list[Any]] = []  # [step, value]: see _REPORTS_EVERY
+        self._reports_sent = -math.inf
 
     # -- suggestions -------------------------------------------------------------------------
     def suggest_float(
@@ -175,7 +182,11 @@ class WorkerTrial(BaseTrial):
             )
             return
         self._intermediate[step] = value
-        self._send("report", step=step, value=value)
+        self._unsent_reports.append([step, value])
+        now = time.monotonic()
+        if now - self._reports_sent >= _REPORTS_EVERY:  # else it goes with the next message
+            self._reports_sent = now
+            self._send("report")
 
     def should_prune(self) -> bool:
         if self._ticket.n_objectives > 1:
@@ -241,19 +252,22 @@ class WorkerTrial(BaseTrial):
 
     # -- transport ---------------------------------------------------------------------------
     def _send(self, op: str, **payload: Any) -> None:
-        self._channel.send(op, params=self._take_unsent(), **payload)
+        self._channel.send(op, **self.take_unsent(), **payload)
 
     def _request(self, op: str, **payload: Any) -> dict[str, Any]:
-        reply = self._channel.request(op, params=self._take_unsent(), **payload)
+        reply = self._channel.request(op, **self.take_unsent(), **payload)
         if "cancel" in reply:
             raise TaskCancelled(reply["cancel"])
         if "error" in reply:
             raise RuntimeError(reply["error"])
         return reply
 
-    def _take_unsent(self) -> list[list[str]]:
-        unsent, self._unsent_params = self._unsent_params, []
-        return unsent
+    def take_unsent(self) -> dict[str, list[list[Any]]]:
+        """What the controller has not been told yet: parameters resolved here (name and
+        distribution) and reported values (step and value); it goes with every message."""
+        params, self._unsent_params = self._unsent_params, []
+        reports, self._unsent_reports = self._unsent_reports, []
+        return {"params": params, "reports": reports}
 
 
 def outcome_of(value: Any, n_objectives: int) -> dict[str, Any]:
@@ -294,6 +308,7 @@ def run_slot(objective: PickledObjective, topic: str, reply_timeout: float) -> d
     the task's last message and is also the task's result.
     """
     channel = WorkerChannel(topic, reply_timeout)
+    trial: WorkerTrial | None = None
     try:
         reply = channel.request(
             "start", worker=channel.worker, gpu=this_process_gpu(), pid=os.getpid()
@@ -304,11 +319,13 @@ def run_slot(objective: PickledObjective, topic: str, reply_timeout: float) -> d
         channel.send("running")  # the trial's clock (--trial-timeout) starts here
         trial = WorkerTrial(ticket, channel)
         outcome = _run(objective, trial, ticket)
-        return channel.send("finish", params=trial._take_unsent(), **outcome)
+        return channel.send("finish", **trial.take_unsent(), **outcome)
     except TaskCancelled as e:
-        return channel.send("finish", state="cancelled", reason=str(e))
+        unsent = trial.take_unsent() if trial is not None else {}
+        return channel.send("finish", **unsent, state="cancelled", reason=str(e))
     except ReplyTimeout as e:
-        return channel.send("finish", **_fail(str(e)))
+        unsent = trial.take_unsent() if trial is not None else {}
+        return channel.send("finish", **unsent, **_fail(str(e)))
     finally:
         channel.close()
 

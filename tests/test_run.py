@@ -404,7 +404,10 @@ class _Watching(optuna.samplers.RandomSampler):
 
 def test_the_next_trial_is_drawn_while_the_current_one_runs(db):
     sampler = _Watching()
-    hpo_nb.run(sleepy, n_trials=4, storage=db, sampler=sampler, workers=1, wait=True)
+    try:
+        hpo_nb.run(sleepy, n_trials=4, storage=db, sampler=sampler, workers=1, wait=True)
+    finally:
+        hpo_nb.close_clusters()  # later tests expect the default two workers
     # One worker runs one trial at a time, yet later trials were drawn during earlier ones.
     assert max(sampler.others_running[1:]) == 1
     trials = trials_of(db, "sleepy")

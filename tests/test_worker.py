@@ -171,3 +171,20 @@ def test_numbers_complete(value, n, expected):
 def test_bad_values_fail_with_a_reason(value, n, reason):
     outcome = outcome_of(value, n)
     assert outcome["state"] == "fail" and reason in outcome["reason"]
+
+
+def test_values_reported_in_a_burst_travel_together_with_the_next_message(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("hpo_nb._worker.time.monotonic", lambda: clock[0])
+    channel = RecordingChannel({"should_prune": {"prune": False}})
+    trial = WorkerTrial(ticket(), channel)
+    trial.report(1.0, 0)  # the first goes at once
+    trial.report(2.0, 1)
+    trial.report(3.0, 2)
+    assert [(op, p["reports"]) for op, p in channel.sent] == [("report", [[0, 1.0]])]
+    trial.should_prune()  # a request carries what waits
+    assert channel.sent[-1][0] == "should_prune"
+    assert channel.sent[-1][1]["reports"] == [[1, 2.0], [2, 3.0]]
+    clock[0] += 0.3
+    trial.report(4.0, 3)  # a while later: at once again
+    assert channel.sent[-1][1]["reports"] == [[3, 4.0]]
