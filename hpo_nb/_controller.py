@@ -397,7 +397,8 @@ class Controller:
         key = message["key"]
         created.add_done_callback(lambda f: self._inbox.put(("created", key, f)))
         self._reply(message, {"ticket": cloudpickle.dumps(self._ticket(drawn))})
-        self._last_ticket = time.monotonic()
+        # The trial's clock (--trial-timeout) starts as its ticket leaves.
+        self._last_ticket = task.started = time.monotonic()
         self._update(running=self._running(), sampler=self._sampler_text())
 
     def _ticket(self, drawn: DrawnTrial) -> TrialTicket:
@@ -486,9 +487,7 @@ class Controller:
                 mirror.suggest(t, name, json_to_distribution(dist_json))
             for step, value in message.get("reports", ()):  # the worker dropped repeated steps
                 mirror.report(t, value, step)
-            if op == "running":  # the worker has its trial: from now on it may time out
-                task.started = time.monotonic()
-            elif op == "suggest":
+            if op == "suggest":
                 distribution = json_to_distribution(message["dist"])
                 value = mirror.suggest(t, message["name"], distribution)
                 self._reply(message, {"value": distribution.to_internal_repr(value)})

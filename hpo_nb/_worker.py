@@ -316,7 +316,6 @@ def run_slot(objective: PickledObjective, topic: str, reply_timeout: float) -> d
         if "ticket" not in reply:
             return channel.send("finish", state="idle")
         ticket: TrialTicket = cloudpickle.loads(reply["ticket"])
-        channel.send("running")  # the trial's clock (--trial-timeout) starts here
         trial = WorkerTrial(ticket, channel)
         outcome = _run(objective, trial, ticket)
         return channel.send("finish", **trial.take_unsent(), **outcome)

@@ -51,9 +51,13 @@ def create_trial(conn: sa.Connection, study_id: int, attrs: dict[str, Any]) -> t
         )
     ).scalar_one()
     conn.execute(sa.update(_TRIALS).where(_TRIALS.c.trial_id == trial_id).values(number=number))
-    for key, value in attrs.items():
-        set_system_attr(conn, trial_id, key, value)
-    record_heartbeat(conn, trial_id)
+    if attrs:  # a new trial has none yet: inserted, not looked up
+        rows = [
+            {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
+        ]
+        conn.execute(sa.insert(models.TrialSystemAttributeModel.__table__), rows)
+    beats = models.TrialHeartbeatModel.__table__
+    conn.execute(sa.insert(beats).values(trial_id=trial_id, heartbeat=sa.func.current_timestamp()))
     return int(trial_id), int(number)
 
 
