@@ -67,7 +67,7 @@ class _History:
         row = self._rows
         row["number"].append(trial.number)
         row["complete"].append(complete)
-        row["value"].append(trial.value if complete else np.nan)
+        row["value"].append(trial.value if complete and trial.value is not None else np.nan)
         row["step"].append(step)
         row["pruned_value"].append(pruned_value)
         row["infeasible"].append(_get_infeasible_trial_score(trial))

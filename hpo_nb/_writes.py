@@ -36,14 +36,16 @@ _TRIALS = models.TrialModel.__table__
 
 def create_trial(conn: sa.Connection, study_id: int, attrs: dict[str, Any]) -> tuple[int, int]:
     """A RUNNING trial with these system attributes and a heartbeat; its id and number."""
-    trial_id = conn.execute(
+    inserted = conn.execute(
         sa.insert(_TRIALS).values(
             study_id=study_id,
             number=None,
             state=TrialState.RUNNING,
             datetime_start=datetime.datetime.now(),
         )
-    ).inserted_primary_key[0]
+    ).inserted_primary_key
+    assert inserted is not None
+    trial_id = inserted[0]
     # Optuna's rule: the number of the study's trials created before this one.
     number = conn.execute(
         sa.select(sa.func.count(_TRIALS.c.trial_id)).where(
