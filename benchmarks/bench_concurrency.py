@@ -48,6 +48,24 @@ x * x
 _DB_WORDS = ("database", "sqlite", "sqlalchemy", "locked", "operationalerror", "integrity")
 
 
+SMOKE = [
+    "--trials",
+    "8",
+    "--samplers",
+    "random",
+    "--concurrency",
+    "4",
+    "--workers",
+    "1",
+    "--threads",
+    "4",
+    "--steps",
+    "3",
+    "--interval",
+    "0.01",
+]  # the CI's tiny run (tests/test_benchmarks.py)
+
+
 def _max_overlap(spans: list[tuple[float, float]]) -> int:
     """The most spans open at one moment (an end before a start at the same instant)."""
     events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])

@@ -34,6 +34,9 @@ SLOW = (
 )
 
 
+SMOKE = ["--trials", "6", "--repeat", "1"]  # the CI's tiny run (tests/test_benchmarks.py)
+
+
 def quad(trial: optuna.Trial) -> float:
     return trial.suggest_float("x", -10, 10) ** 2
 

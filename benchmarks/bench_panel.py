@@ -39,6 +39,9 @@ value
 """
 
 
+SMOKE = ["--sizes", "30"]  # the CI's tiny run (tests/test_benchmarks.py)
+
+
 def seed_study(url: str, n: int) -> None:
     """N finished trials of the objective's space, written in one go."""
     study = optuna.create_study(study_name="panel", storage=url)

@@ -3,7 +3,8 @@
 Each trial reports a value and asks the pruner 100 times, timing each ``should_prune`` on the
 worker (the report travels with it, in order: worker -> scheduler -> kernel controller ->
 pruner -> reply queue -> worker). Every worker runs such trials at the same time. The figures
-are the median and p95 over all calls, per number of local worker processes.
+are the median and p95 over all calls, per number of local worker processes. (With no pruner
+a worker answers ``should_prune`` itself: False, without asking.)
 
     python benchmarks/bench_prune.py [--workers 1 4 8 16] [--calls 100]
 """
@@ -32,6 +33,9 @@ trial.set_user_attr("latencies", latencies)
 """
 
 
+SMOKE = ["--workers", "1", "--calls", "5"]  # the CI's tiny run (tests/test_benchmarks.py)
+
+
 def measure(workers: int, calls: int, folder: Path) -> list[float]:
     objective = hpo_nb.objective_from_cell("prune_rtt", CELL, {"calls": calls})
     storage = f"sqlite:///{folder / f'w{workers}.db'}"
@@ -40,7 +44,10 @@ def measure(workers: int, calls: int, folder: Path) -> list[float]:
         n_trials=2 * workers,
         storage=storage,
         workers=workers,
-        pruner="none",
+        # A pruner that never prunes, but is asked: a run without one (``none``) answers
+        # should_prune on the worker without a round trip.
+        pruner="threshold",
+        pruner_options={"upper": 1e300},
         sampler="random",
         wait=True,
     )

@@ -50,6 +50,9 @@ DISTRIBUTIONS = {
 }
 
 
+SMOKE = ["--trials", "100"]  # the CI's tiny run (tests/test_benchmarks.py)
+
+
 def synthetic_trials(n: int, seed: int = 0) -> list[FrozenTrial]:
     """Trials as a real study leaves them: mostly complete, some pruned, a few failed."""
     rng = random.Random(seed)

@@ -1,16 +1,20 @@
 """Run every benchmark and write benchmarks/RESULTS.md (machine, versions, date, tables).
 
-python benchmarks/run_all.py
+python benchmarks/run_all.py                 # the full suite (about an hour here)
+python benchmarks/run_all.py --smoke --out -  # every benchmark at tiny sizes (CI)
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.metadata as md
 import os
 import platform
+import re
 import sys
 from pathlib import Path
+from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -20,17 +24,21 @@ import bench_load  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_panel  # noqa: E402
 import bench_prune  # noqa: E402
+import bench_search  # noqa: E402
 import bench_storage  # noqa: E402
 import bench_suggest  # noqa: E402
+import bench_throughput  # noqa: E402
 
 BENCHMARKS = [
     bench_overhead,
+    bench_throughput,
     bench_suggest,
     bench_prune,
     bench_concurrency,
     bench_panel,
     bench_storage,
     bench_load,
+    bench_search,
 ]
 
 
@@ -40,17 +48,49 @@ def header() -> str:
     )
     return (
         "# hpo_nb benchmarks\n\n"
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n"
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}\n"
         f"- Python {platform.python_version()}; {versions}\n"
-        "- command: `python benchmarks/run_all.py`\n"
+        "- command: `python benchmarks/run_all.py` (all), `--only bench_x ...` (some: the"
+        " others keep their last results); each section says when it was measured\n"
     )
 
 
-def main() -> None:
-    sections = [header()] + [bench.main([]) for bench in BENCHMARKS]
-    (HERE / "RESULTS.md").write_text("\n".join(sections))
-    print(f"wrote {HERE / 'RESULTS.md'}")
+def section(bench: ModuleType, argv: list[str]) -> str:
+    """One benchmark's results between markers, so a later ``--only`` run can replace them."""
+    name = bench.__name__
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (
+        f"<!-- {name} -->\n{bench.main(argv).rstrip()}\n\n"
+        f"_Measured {now:%Y-%m-%d %H:%M} UTC by `python benchmarks/{name}.py`._\n"
+        f"<!-- /{name} -->\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="each benchmark's tiny SMOKE run")
+    parser.add_argument("--only", nargs="+", metavar="BENCH", help="run these, keep the rest")
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"), help="file, or - for stdout")
+    args = parser.parse_args(argv)
+    names = [b.__name__ for b in BENCHMARKS]
+    unknown = sorted(set(args.only or ()) - set(names))
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r}: choose from {', '.join(names)}")
+    old = Path(args.out).read_text() if args.only and args.out != "-" else ""
+    sections = [header()]
+    for bench in BENCHMARKS:
+        name = bench.__name__
+        kept = re.search(f"<!-- {name} -->.*?<!-- /{name} -->\n", old, re.S)
+        if args.only and name not in args.only and kept:
+            sections.append(kept.group(0))
+        elif not args.only or name in args.only:
+            sections.append(section(bench, bench.SMOKE if args.smoke else []))
+    text = "\n".join(sections)
+    if args.out == "-":
+        print(text)
+    else:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,30 @@
+"""The benchmark suite keeps working: every benchmark runs at tiny sizes (its ``SMOKE``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.timeout(900)
+def test_every_benchmark_runs_and_reports(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run_all.py"), "--smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=850,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    modules = sorted(p.stem for p in BENCHMARKS.glob("bench_*.py"))
+    run_all = (BENCHMARKS / "run_all.py").read_text()
+    assert all(f"import {m}" in run_all for m in modules), "run_all.py misses a benchmark"
+    assert text.startswith("# hpo_nb benchmarks")
+    assert text.count("\n## ") >= len(modules)  # one section (at least) per benchmark
+    assert "| ---" in text
