@@ -101,7 +101,6 @@ def measure(
         concurrency=concurrency,
         sampler=sampler,
         pruner=pruner,
-        seed=0,
         wait=True,
     )
     wall = time.perf_counter() - start

@@ -139,7 +139,6 @@ def freed_worker(url: str, sampler_name: str, n: int, count: int) -> tuple[float
         sampler=sampler_name,
         pruner="none",
         workers=1,
-        seed=0,
         wait=True,
     )
     new = optuna.load_study(study_name="s", storage=url).trials[n:]

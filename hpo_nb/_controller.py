@@ -88,6 +88,9 @@ class Limits:
     trial_timeout: float | None = None  # kill a trial's process after this many seconds
     retries: int = 0  # run a failed trial's parameters again, up to this many times
     concurrency: int | None = None  # at most this many trials at once
+    # Draw the next trial while others run (see _draw_ahead); off when a seed asks for runs
+    # that repeat exactly, since what the sampler has seen then depends on timing.
+    draw_ahead: bool = True
 
 
 @dataclasses.dataclass
@@ -335,7 +338,7 @@ class Controller:
             self._ahead
             or any(task.created is not None for task in self._tasks.values())  # records first
             or self._client is None
-            or not self._mirror.can_draw_ahead
+            or not (self._limits.draw_ahead and self._mirror.can_draw_ahead)
             or self._no_more_trials()
             or p.counted + self._running() >= p.target
         ):

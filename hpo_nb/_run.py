@@ -343,7 +343,14 @@ def run(
             target=n_trials,
             connect=functools.partial(get_client, cluster, workers, gpus),
             limits=Limits(
-                timeout, max_time, patience, float(min_delta), trial_timeout, retries, concurrency
+                timeout,
+                max_time,
+                patience,
+                float(min_delta),
+                trial_timeout,
+                retries,
+                concurrency,
+                draw_ahead=seed is None,
             ),
             config=settings,
             trial_attrs={"version": obj.fingerprint},
