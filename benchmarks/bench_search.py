@@ -388,12 +388,12 @@ def measure(
     (``gp`` on BBOB only on ``gp_instances``: its cost grows with the history)."""
     results = []
     for problem in problems:
-        seconds = dict.fromkeys(methods, 0.0)
         skip = {"gp"} if problem.instance and problem.instance not in gp_instances else set()
+        seconds = {m: 0.0 for m in methods if m not in skip}
         for seed in range(seeds):
             baseline = run_optuna("random", problem, seed, problem.budget, -math.inf)
             target = min(baseline.values)
-            for method in [m for m in methods if m not in skip]:
+            for method in seconds:
                 started = time.perf_counter()
                 trace = run_method(method, problem, seed, target)
                 seconds[method] += time.perf_counter() - started
