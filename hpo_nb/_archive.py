@@ -26,6 +26,7 @@ transaction: it is whole, or it leaves nothing.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime
 import io
@@ -131,6 +132,28 @@ def _frozen(
     ]
 
 
+@contextlib.contextmanager
+def _snapshot(rdb: RDBStorage) -> Iterator[sqlalchemy.Connection]:
+    """A connection whose reads all see one snapshot of the database (a study may be running)."""
+    with rdb.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN")  # Python's sqlite3 begins no transaction to read
+        else:
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        yield conn
+
+
+def _heads(study_id: int) -> sqlalchemy.Select:
+    """A study's trials (id, number, state, start, end), in number order."""
+    trials = _TABLES["trials"]
+    columns = ("trial_id", "number", "state", "datetime_start", "datetime_complete")
+    return (
+        sqlalchemy.select(*(trials.c[c] for c in columns))
+        .where(trials.c.study_id == study_id)
+        .order_by(trials.c.number, trials.c.trial_id)
+    )
+
+
 def load_trials(rdb: RDBStorage, study_id: int) -> Iterator[FrozenTrial]:
     """Every trial of a study, in number order, as ``RDBStorage.get_all_trials`` gives them but
     about ten times faster (plain queries instead of ORM objects), all from one snapshot of the
@@ -138,19 +161,8 @@ def load_trials(rdb: RDBStorage, study_id: int) -> Iterator[FrozenTrial]:
 
     A generator: the trials are read and built ``_CHUNK`` at a time, so what a caller keeps of
     them is never held twice, and the load itself holds little more than one chunk."""
-    trials = _TABLES["trials"]
-    with rdb.engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN")  # Python's sqlite3 begins no transaction to read
-        else:
-            conn.execution_options(isolation_level="REPEATABLE READ")
-        columns = ("trial_id", "number", "state", "datetime_start", "datetime_complete")
-        query = (
-            sqlalchemy.select(*(trials.c[c] for c in columns))
-            .where(trials.c.study_id == study_id)
-            .order_by(trials.c.number, trials.c.trial_id)
-        )
-        heads = conn.execute(query).all()
+    with _snapshot(rdb) as conn:
+        heads = conn.execute(_heads(study_id)).all()
         distributions: dict[str, BaseDistribution] = {}  # JSON -> one shared object
         for start in range(0, len(heads), _CHUNK):
             yield from _load_chunk(conn, heads[start : start + _CHUNK], distributions)
@@ -370,18 +382,8 @@ def _from_tables(rdb: RDBStorage, study_id: int) -> _Rows:
 
     rows = _Rows()
     by_id: dict[int, dict[str, Any]] = {}
-    with rdb.engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN")  # Python's sqlite3 begins no transaction to read
-        else:
-            conn.execution_options(isolation_level="REPEATABLE READ")
-        columns = ("trial_id", "number", "state", "datetime_start", "datetime_complete")
-        query = (
-            sqlalchemy.select(*(trials.c[c] for c in columns))
-            .where(trials.c.study_id == study_id)
-            .order_by(trials.c.number, trials.c.trial_id)
-        )
-        for trial_id, number, state, start, complete in conn.execute(query):
+    with _snapshot(rdb) as conn:
+        for trial_id, number, state, start, complete in conn.execute(_heads(study_id)):
             by_id[trial_id] = _record(number, state, _stored_utc(start), _stored_utc(complete))
         query = of_study(
             "trial_params", "param_name", "param_value", "distribution_json", order="param_id"
