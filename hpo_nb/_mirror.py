@@ -112,14 +112,13 @@ class Mirror:
         self._values_since = 0.0
 
     # -- writing -----------------------------------------------------------------------------
-    def _write(self, fn: Callable[..., Any], *args: Any, urgent: bool = False) -> Future[Any]:
-        """Run ``fn(*args)`` on the writer thread, after every earlier write (``urgent``: after
-        the earlier urgent ones only)."""
-        return self._submit(fn, args, urgent, sql=False)
+    def _write(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run ``fn(*args)`` on the writer thread, after every earlier write."""
+        return self._submit(fn, args, urgent=False, sql=False)
 
     def _sql(self, fn: Callable[..., Any], *args: Any, urgent: bool = False) -> Future[Any]:
         """As ``_write``, for ``fn(connection, *args)``: the writes queued together share one
-        transaction."""
+        transaction (``urgent``: after the earlier urgent writes only)."""
         return self._submit(fn, args, urgent, sql=True)
 
     def _submit(
@@ -229,16 +228,12 @@ class Mirror:
         # trials' results), which nothing in a new trial's record depends on.
         return self._sql(create, urgent=True)
 
-    def ask(self, attrs: dict[str, Any] | None = None) -> Future[MirroredTrial]:
-        """Start a trial: ``draw`` then ``create``."""
-        return self.create(self.draw(), attrs)
-
     def storage_number(self, memory_number: int) -> int:
         """The number the storage (and the user) knows a trial by."""
         return self._numbers[memory_number]
 
     def enqueue(self, params: dict[str, Any]) -> None:
-        """Make the next ``ask`` use these parameter values (a retry of a failed trial)."""
+        """Make the next ``draw`` use these parameter values (a retry of a failed trial)."""
         self.study.enqueue_trial(params, skip_if_exists=False)
 
     def suggest(self, t: MirroredTrial, name: str, distribution: BaseDistribution) -> Any:

@@ -79,12 +79,12 @@ def test_a_new_trial_is_written_before_the_queued_writes(db):
         optuna.pruners.NopPruner(),
     )
     try:
-        first = mirror.ask().result()
+        first = mirror.create(mirror.draw()).result()
         gate, order = threading.Event(), []
         mirror._write(gate.wait)  # the writer is busy
         for i in range(3):
             mirror._write(order.append, f"result {i}")
-        created = mirror.ask()
+        created = mirror.create(mirror.draw())
         created.add_done_callback(lambda f: order.append("new trial"))
         gate.set()
         second = created.result()
