@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -68,27 +69,36 @@ class WorkerChannel:
         self.worker = self._worker.address
         self.key = self._worker.get_current_task()
         self._queue: Queue | None = None
+        self._lock = threading.Lock()  # a trial's flush thread sends too (see _worker)
 
     def cancelled(self) -> bool:
         """True once dask no longer wants this task (the run cancelled it or its client left)."""
         task = self._worker.state.tasks.get(self.key)
         return task is None or task.state in ("cancelled", "released", "forgotten")
 
-    def send(self, op: str, **payload: Any) -> dict[str, Any]:
-        """Publish one message and return it."""
+    def send(self, op: str, *, reply: bool = False, **payload: Any) -> dict[str, Any]:
+        """Publish one message and return it; ``reply``: it asks for an answer (``wait``)."""
         if op != "finish" and self.cancelled():
             raise TaskCancelled("the run no longer wants this trial")
-        self.seq += 1
-        message = {"op": op, "key": self.key, "attempt": self.attempt, "seq": self.seq}
-        message.update(payload)
-        self._worker.log_event(self.topic, message)
+        if reply and self._queue is None:
+            self._queue = Queue(_queue_name(self.topic, self.attempt))
+        with self._lock:
+            self.seq += 1
+            message = {"op": op, "key": self.key, "attempt": self.attempt, "seq": self.seq}
+            if reply:
+                assert self._queue is not None
+                message["reply_to"] = self._queue.name
+            message.update(payload)
+            self._worker.log_event(self.topic, message)
         return message
 
     def request(self, op: str, **payload: Any) -> dict[str, Any]:
         """Send a message and wait for the controller's reply."""
-        if self._queue is None:
-            self._queue = Queue(_queue_name(self.topic, self.attempt))
-        self.send(op, reply_to=self._queue.name, **payload)
+        return self.wait(self.send(op, reply=True, **payload))
+
+    def wait(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The controller's reply to ``message`` (sent with ``reply=True``)."""
+        assert self._queue is not None and message.get("reply_to") == self._queue.name
         # Long-polling: a task whose run ended before its request was read gets no answer, so
         # it checks between waits whether dask still wants it.
         deadline = time.monotonic() + self._reply_timeout

@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import pickle
 import queue
 import threading
 import time
@@ -21,7 +22,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
 import optuna
 import sqlalchemy.exc
 from distributed import Client, Future
@@ -97,6 +97,7 @@ class Limits:
 class _Task:
     """A submitted dask task; it holds a trial once it has started and asked for one."""
 
+    key: str
     future: Future
     trial: MirroredTrial | None = None
     next_seq: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -153,6 +154,9 @@ class Controller:
         self._trial_attrs = {TRIAL_KEY: {"session": session().session, **(trial_attrs or {})}}
         self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._tasks: dict[str, _Task] = {}
+        self._submitted = False  # whether the run has submitted tasks yet
+        self._busy: set[str] = set()  # the tasks that hold a trial (or its creation)
+        self._creating: set[str] = set()  # the tasks whose trial the storage is creating
         self._observers: list[Callable[[Progress], None]] = []
         self._stop_reason: str | None = None
         self._end_state = RunState.STOPPED
@@ -300,7 +304,7 @@ class Controller:
 
     # -- supplying tasks ----------------------------------------------------------------------
     def _running(self) -> int:
-        return sum(1 for task in self._tasks.values() if not _idle(task))
+        return len(self._busy)
 
     def _no_more_trials(self) -> bool:
         """True when no new trial may start; records why."""
@@ -318,17 +322,25 @@ class Controller:
         return False
 
     def _fill(self) -> None:
-        """Keep every worker thread busy plus one queued task each, within the budget."""
+        """Keep one task per worker thread, within the budget and the concurrency cap.
+
+        Each task runs trials until none is left for it (see ``run_slot``), so a worker that
+        becomes free asks for its next trial without waiting for dask; under a concurrency cap
+        only that many tasks exist, so no more trials can ever run at once.
+        """
         if self._client is None or self._no_more_trials():
             return
-        budget = self.progress.target - self.progress.counted
+        budget = self.progress.target - self.progress.counted - self._running()
         threads, cap = self._slots(), self._limits.concurrency
-        # One task queued per worker thread hides dask's latency between trials; under a
-        # concurrency cap only that many tasks exist, so no more can ever run at once.
-        limit = cap if cap is not None and cap < threads else 2 * threads
-        wanted = min(limit, budget) - len(self._tasks)
+        limit = cap if cap is not None and cap < threads else threads
+        wanted = min(limit, budget + self._running()) - len(self._tasks)
+        # The first tasks of a run bring their first trials with them. A later task (one that
+        # replaces a task that ended early) asks when it starts: the worker it lands on may
+        # be restarting, or may have lost the objective, and a trial must not fail for that.
+        first = not self._submitted
         for _ in range(max(0, wanted)):
-            self._submit()
+            self._submit(with_trial=first)
+        self._submitted = self._submitted or wanted > 0
 
     def _draw_ahead(self) -> None:
         """Draw the next trial while the current ones run, so that a worker that becomes free
@@ -336,7 +348,7 @@ class Controller:
         p, self._draw_at = self.progress, None
         if (
             self._ahead
-            or any(task.created is not None for task in self._tasks.values())  # records first
+            or self._creating  # records first
             or self._client is None
             or not (self._limits.draw_ahead and self._mirror.can_draw_ahead)
             or self._no_more_trials()
@@ -348,7 +360,15 @@ class Controller:
         self._draw_at = self._last_ticket + _SEND_TIME
         if time.monotonic() >= self._draw_at:
             self._draw_at = None
-            self._ahead.append(self._mirror.draw())
+            self._ahead.append(self._mirror.draw(self._proposals()))
+
+    def _proposals(self) -> dict[str, BaseDistribution]:
+        """The parameters a new trial will probably ask for (those of the finished trials, as
+        edited in the panel), sampled when it is drawn: a worker then asks the controller
+        nothing. Not in a seeded run, which keeps Optuna's order of sampling."""
+        if not (self._limits.draw_ahead and self._mirror.can_draw_ahead):
+            return {}
+        return {**self._mirror.distributions, **self._overrides}
 
     def _slots(self) -> int:
         slots, checked = self._capacity
@@ -359,30 +379,30 @@ class Controller:
             self._capacity = (slots, now)
         return slots
 
-    def _submit(self) -> None:
+    def _submit(self, with_trial: bool) -> None:
+        """A new task, with its first trial if ``with_trial``: no round trip when it starts."""
         assert self._client is not None and self._channel is not None
         key = f"hpo-{self.progress.study}-{uuid.uuid4().hex[:12]}"
-        future = self._client.submit(
+        task = _Task(key=key, future=None)  # type: ignore[arg-type]
+        ticket = self._give(task, self._trial_attrs) if with_trial else None
+        task.future = self._client.submit(
             run_slot,
             self._objective_future,
             self._channel.topic,
             self._config.reply_timeout,
+            ticket,
             key=key,
             pure=False,
             retries=0,
             resources=self._resources,
         )
-        self._tasks[key] = _Task(future=future)
-        future.add_done_callback(lambda f: self._inbox.put(("done", f)))
+        self._tasks[key] = task
+        task.future.add_done_callback(lambda f: self._inbox.put(("done", f)))
 
     def _start_trial(self, task: _Task, message: dict[str, Any]) -> None:
-        """A task started: give it a trial, or tell it there is none."""
+        """A task asks for a trial (it started, or ended its last one): give it one, or tell
+        it there is none."""
         p = self.progress
-        task.worker, task.gpu, task.pid = (
-            message.get("worker"),
-            message.get("gpu"),
-            message.get("pid"),
-        )
         if self._no_more_trials() or p.counted + self._running() >= p.target:
             self._reply(message, {"none": True})
             return
@@ -392,17 +412,46 @@ class Controller:
         if task.retry is not None:
             self._mirror.enqueue(task.retry.params)
             attrs[TRIAL_KEY].update(retry_of=task.retry.origin, retry=task.retry.attempt)
+        self._reply(message, {"ticket": self._give(task, attrs)})
+        # The trial's clock (--trial-timeout) starts as its ticket leaves.
+        self._last_ticket = task.started = time.monotonic()
+
+    def _give(self, task: _Task, attrs: dict[str, Any]) -> bytes:
+        """Draw a trial for ``task`` and have the storage create its record; its ticket."""
         # A trial drawn ahead (while others ran) goes out at once, without waiting for the
         # sampler or the storage: the writer thread creates its record meanwhile (before the
         # writes already queued), and the task's next message waits for it (_process).
-        drawn = self._ahead.pop() if task.retry is None and self._ahead else self._mirror.draw()
+        drawn = (
+            self._ahead.pop()
+            if task.retry is None and self._ahead
+            else self._mirror.draw(self._proposals())
+        )
         created = task.created = self._mirror.create(drawn, attrs)
-        key = message["key"]
+        key = task.key
+        self._busy.add(key)
+        self._creating.add(key)
         created.add_done_callback(lambda f: self._inbox.put(("created", key, f)))
-        self._reply(message, {"ticket": cloudpickle.dumps(self._ticket(drawn))})
-        # The trial's clock (--trial-timeout) starts as its ticket leaves.
-        self._last_ticket = task.started = time.monotonic()
         self._update(running=self._running(), sampler=self._sampler_text())
+        return pickle.dumps(self._ticket(drawn), protocol=5)
+
+    def _started(self, task: _Task, message: dict[str, Any]) -> None:
+        """A task started on a worker, with or without its first trial."""
+        if task.worker is not None and not _idle(task):  # dask ran it again: its worker left
+            reason = "its worker left during the trial (retired or lost)"
+            self._fail(task.key, reason, keep=True)
+        task.worker, task.gpu, task.pid = message["worker"], message["gpu"], message["pid"]
+        if "reply_to" in message:
+            self._start_trial(task, message)
+        elif _idle(task):  # it has run a trial already (above): nothing for it to do now
+            pass
+        else:  # its first trial came with it: now the kernel knows where the trial runs
+            self._last_ticket = task.started = time.monotonic()
+            self._settle(task)
+            assert task.trial is not None
+            ran_on = {"worker": task.worker, "gpu": task.gpu}
+            self._mirror.annotate(
+                task.trial, {TRIAL_KEY: {**self._trial_attrs[TRIAL_KEY], **ran_on}}
+            )
 
     def _ticket(self, drawn: DrawnTrial) -> TrialTicket:
         trial, fixed = drawn.trial, drawn.fixed_params
@@ -414,6 +463,7 @@ class Controller:
             relative_params={k: v for k, v in trial.relative_params.items() if k not in fixed},
             relative_space=dict(trial.relative_search_space or {}),
             overrides=self._overrides,
+            proposed=drawn.proposed,
             prunes=not isinstance(self._mirror.study.pruner, optuna.pruners.NopPruner),
         )
 
@@ -427,6 +477,7 @@ class Controller:
         """Wait for the trial a task is being given, if any (to end it, or to hand it out)."""
         if task.created is not None:
             created, task.created = task.created, None
+            self._creating.discard(task.key)
             task.trial = created.result()
 
     def _take_retry(self, worker: str | None) -> _Retry | None:
@@ -473,23 +524,28 @@ class Controller:
         task.next_seq[message["attempt"]] = message["seq"] + 1
         op = message["op"]
         if op == "start":
-            if not _idle(task):  # dask ran the task again: its worker left mid-trial
-                self._reply(message, {"none": True})
-                self._fail(message["key"], "its worker left during the trial (retired or lost)")
-                return
-            self._start_trial(task, message)
+            self._started(task, message)
             return
         self._settle(task)  # its record exists before anything is written to it
         t, mirror = task.trial, self._mirror
-        if t is None:  # an idle task (no trial was left for it) finished
-            if op == "finish":
+        if t is None:  # an idle task: its trial ended here (or it had none)
+            if op == "finish" and "reply_to" not in message:
                 self._drop(message["key"])
+            elif op == "finish":
+                self._reply(message, {"none": True})
+            elif "reply_to" in message:  # a trial this run gave up (see _started)
+                self._reply(message, {"cancel": "the run no longer wants this trial"})
             return
         try:
             for name, dist_json in message.get("params", ()):
                 mirror.suggest(t, name, json_to_distribution(dist_json))
             for step, value in message.get("reports", ()):  # the worker dropped repeated steps
                 mirror.report(t, value, step)
+            for kind, key, value in message.get("attrs", ()):
+                if kind == "user":
+                    mirror.set_user_attr(t, key, value)
+                else:
+                    mirror.set_constraint(t, key, value)
             if op == "suggest":
                 distribution = json_to_distribution(message["dist"])
                 value = mirror.suggest(t, message["name"], distribution)
@@ -498,19 +554,18 @@ class Controller:
                 self._reply(message, {"number": t.number})
             elif op == "should_prune":
                 self._reply(message, {"prune": mirror.should_prune(t)})
-            elif op == "user_attr":
-                mirror.set_user_attr(t, message["name"], message["value"])
-            elif op == "constraint":
-                mirror.set_constraint(t, message["name"], message["value"])
             elif op == "finish":
                 self._finish(message["key"], message)
         except sqlalchemy.exc.SQLAlchemyError:
             raise
         except Exception as e:  # a bad request from the objective fails its trial, not the run
+            if op == "finish" and message["key"] in self._tasks and task.trial is not None:
+                self._fail(message["key"], f"could not record the result: {_one_line(e)}")
             if "reply_to" in message:
                 self._reply(message, {"error": _one_line(e)})
-            elif op == "finish":
-                self._fail(message["key"], f"could not record the result: {_one_line(e)}")
+                return
+        if op == "finish" and "reply_to" in message and message["key"] in self._tasks:
+            self._start_trial(task, message)  # the task asks for its next trial
 
     def _reply(self, message: dict[str, Any], payload: dict[str, Any]) -> None:
         assert self._channel is not None
@@ -538,20 +593,27 @@ class Controller:
 
     # -- finishing trials ---------------------------------------------------------------------
     def _finish(self, key: str, message: dict[str, Any]) -> None:
-        state = message["state"]
+        state, keep = message["state"], "reply_to" in message  # keep: it wants another trial
         if state == "complete":
-            self._record(key, TrialState.COMPLETE, values=message["values"])
+            self._record(key, TrialState.COMPLETE, values=message["values"], keep=keep)
         elif state == "pruned":
-            self._record(key, TrialState.PRUNED)
+            self._record(key, TrialState.PRUNED, keep=keep)
         else:
             reason = message.get("reason") or "the trial failed"
-            self._fail(key, reason, message.get("traceback", ""))
+            self._fail(key, reason, message.get("traceback", ""), keep=keep)
 
-    def _fail(self, key: str, reason: str, traceback: str = "", cancelled: bool = False) -> None:
+    def _fail(
+        self,
+        key: str,
+        reason: str,
+        traceback: str = "",
+        cancelled: bool = False,
+        keep: bool = False,
+    ) -> None:
         attrs = {FAIL_REASON_KEY: reason}
         if traceback:
             attrs[TRACEBACK_KEY] = traceback
-        self._record(key, TrialState.FAIL, attrs=attrs, cancelled=cancelled)
+        self._record(key, TrialState.FAIL, attrs=attrs, cancelled=cancelled, keep=keep)
 
     def _record(
         self,
@@ -560,14 +622,20 @@ class Controller:
         values: list[float] | None = None,
         attrs: dict[str, str] | None = None,
         cancelled: bool = False,
+        keep: bool = False,
     ) -> None:
-        """Store the trial's end and forget its task (a cancelled task keeps its notices)."""
+        """Store the trial's end; its task waits for its next trial (``keep``) or is forgotten
+        (a cancelled task keeps its notices)."""
         task = self._tasks[key]
         self._settle(task)
         t = task.trial
         assert t is not None
         frozen = self._mirror.finish(t, state, values, attrs)
-        self._drop(key, keep_queues=cancelled)
+        retry, task.trial, task.started, task.retry = task.retry, None, None, None
+        task.waiting_since = None
+        self._busy.discard(key)
+        if not keep:
+            self._drop(key, keep_queues=cancelled)
         reason = (attrs or {}).get(FAIL_REASON_KEY, "")
         row = trial_row(frozen, t.number)
         self.rows.append({**row, "w": task.worker, "g": task.gpu, "r": reason})
@@ -577,7 +645,7 @@ class Controller:
         elif state == TrialState.FAIL and not cancelled:
             self._event(f"trial {t.number} failed: {reason}")
         if state == TrialState.FAIL and not cancelled:
-            self._schedule_retry(task, t)
+            self._schedule_retry(retry, task.worker, t)
         p = self.progress
         changes: dict[str, Any] = {"running": self._running()}
         self._since_improvement += 1
@@ -597,15 +665,15 @@ class Controller:
         self._update(**changes)
         self._check_early_stop()
 
-    def _schedule_retry(self, task: _Task, t: MirroredTrial) -> None:
-        done = task.retry.attempt if task.retry is not None else 0
+    def _schedule_retry(self, retry: _Retry | None, worker: str | None, t: MirroredTrial) -> None:
+        done = retry.attempt if retry is not None else 0
         if done >= self._limits.retries or self._stop_reason is not None:
             return
-        origin = task.retry.origin if task.retry is not None else t.number
+        origin = retry.origin if retry is not None else t.number
         # What the trial ran with: a worker that died never sent the values it resolved
         # itself (enqueued and relative ones), but the controller knows them.
         params = {**t.trial.relative_params, **t.fixed_params, **t.trial.params}
-        self._retries.append(_Retry(params, origin, done + 1, task.worker))
+        self._retries.append(_Retry(params, origin, done + 1, worker))
         self._event(f"trial {t.number} will run again (retry {done + 1} of {self._limits.retries})")
         self._update(retried=self.progress.retried + 1)
 
@@ -648,6 +716,8 @@ class Controller:
 
     def _drop(self, key: str, keep_queues: bool = False) -> None:
         task = self._tasks.pop(key)
+        self._busy.discard(key)
+        self._creating.discard(key)
         if self._channel is not None and not keep_queues:
             self._channel.forget(list(task.next_seq))
         task.future.release()

@@ -39,6 +39,7 @@ from ._archive import load_trials
 __all__ = ["DrawnTrial", "Mirror", "MirroredTrial"]
 
 _VALUES_EVERY = 0.25  # seconds a reported value may wait to be written with the next ones
+_NEW_VALUES = sqlalchemy.insert(TrialIntermediateValueModel.__table__)
 
 
 @dataclasses.dataclass
@@ -49,6 +50,7 @@ class MirroredTrial:
     storage_id: int
     number: int
     fixed_params: dict[str, Any]
+    proposed: dict[str, tuple[BaseDistribution, Any]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -58,6 +60,8 @@ class DrawnTrial:
     trial: optuna.Trial
     waiting_id: int | None  # the storage id of the enqueued trial it takes, if any
     fixed_params: dict[str, Any]
+    # Values sampled ahead for parameters the trial will probably ask for (see draw).
+    proposed: dict[str, tuple[BaseDistribution, Any]] = dataclasses.field(default_factory=dict)
 
 
 class Mirror:
@@ -195,9 +199,12 @@ class Mirror:
         and the grid counts as done once every point is drawn."""
         return not isinstance(self.study.sampler, optuna.samplers.GridSampler)
 
-    def draw(self) -> DrawnTrial:
-        """A new trial in memory only: the sampler has done its relative sampling. It may be
-        drawn ahead, while other trials run; ``create`` gives it its record in the storage."""
+    def draw(self, propose: dict[str, BaseDistribution] | None = None) -> DrawnTrial:
+        """A new trial in memory only: the sampler has done its relative sampling, and its
+        independent sampling for the parameters in ``propose`` that relative sampling left out.
+        It may be drawn ahead, while other trials run; ``create`` gives it its record in the
+        storage. A proposed value becomes the trial's only if the objective asks for that
+        parameter with that distribution (``suggest``); else the sampler is asked then."""
         # Samplers signal "nothing left" with study.stop(), which Optuna allows only inside
         # its optimize loop; this thread is that loop.
         self.study._thread_local.in_optimize_loop = True
@@ -206,11 +213,16 @@ class Mirror:
         memory_id = trial._trial_id
         frozen = self._memory.get_trial(memory_id)
         self._persisted_attrs[memory_id] = dict(frozen.system_attrs)
-        return DrawnTrial(
-            trial,
-            self._waiting.pop(memory_id, None),
-            dict(frozen.system_attrs.get("fixed_params", {})),
-        )
+        fixed = dict(frozen.system_attrs.get("fixed_params", {}))
+        proposed = {}
+        if propose:
+            relative, sampler = trial.relative_params, self.study.sampler
+            study = optuna.pruners._filter_study(self.study, frozen)  # what Trial._suggest sees
+            for name, distribution in propose.items():
+                if name not in fixed and name not in relative and not distribution.single():
+                    value = sampler.sample_independent(study, frozen, name, distribution)
+                    proposed[name] = (distribution, value)
+        return DrawnTrial(trial, self._waiting.pop(memory_id, None), fixed, proposed)
 
     def create(
         self, drawn: DrawnTrial, attrs: dict[str, Any] | None = None
@@ -222,7 +234,9 @@ class Mirror:
         def create(conn: sqlalchemy.Connection) -> MirroredTrial:  # on the writer thread
             storage_id, number = self._create_trial(conn, drawn.waiting_id, dict(attrs or {}))
             self._numbers[drawn.trial.number] = number  # read only once the controller has it
-            return MirroredTrial(drawn.trial, storage_id, number, drawn.fixed_params)
+            return MirroredTrial(
+                drawn.trial, storage_id, number, drawn.fixed_params, drawn.proposed
+            )
 
         # A worker waits for this: it goes before the writes queued so far (the previous
         # trials' results), which nothing in a new trial's record depends on.
@@ -237,8 +251,13 @@ class Mirror:
         self.study.enqueue_trial(params, skip_if_exists=False)
 
     def suggest(self, t: MirroredTrial, name: str, distribution: BaseDistribution) -> Any:
-        """Optuna's suggestion (fixed, relative or sampled), recorded in both places."""
+        """Optuna's suggestion (fixed, relative, proposed or sampled), recorded in both
+        places."""
         known = t.trial.params
+        proposal = t.proposed.pop(name, None)
+        if proposal is not None and name not in known and proposal[0] == distribution:
+            # Optuna takes a fixed value as it is; the trial's own attribute stays as it was.
+            t.trial._fixed_params = {**t.trial._fixed_params, name: proposal[1]}
         value = _suggest(t.trial, name, distribution)
         if name not in known:
             internal = distribution.to_internal_repr(value)
@@ -255,12 +274,18 @@ class Mirror:
         return bool(t.trial.should_prune())
 
     def set_user_attr(self, t: MirroredTrial, key: str, value: Any) -> None:
+        new = key not in t.trial.user_attrs  # the controller alone writes a running trial
         t.trial.set_user_attr(key, value)
-        self._sql(writes.set_user_attr, t.storage_id, key, value)
+        self._sql(writes.set_user_attr, t.storage_id, key, value, new)
 
     def set_constraint(self, t: MirroredTrial, key: str, value: float) -> None:
         t.trial.set_constraint(key, value)
         self._sync_attrs(t)
+
+    def annotate(self, t: MirroredTrial, attrs: dict[str, Any]) -> None:
+        """Write system attributes the storage keeps for the user (not the sampler's)."""
+        for key, value in attrs.items():
+            self._sql(writes.set_system_attr, t.storage_id, key, value)
 
     def heartbeat(self, t: MirroredTrial) -> None:
         self._sql(writes.record_heartbeat, t.storage_id)
@@ -322,7 +347,7 @@ def _insert_values(conn: sqlalchemy.Connection, rows: list[tuple[int, int, float
                 "intermediate_value_type": kind,
             }
         )
-    conn.execute(sqlalchemy.insert(model), records)
+    conn.execute(_NEW_VALUES, records)
 
 
 class _Writer:

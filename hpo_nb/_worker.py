@@ -12,6 +12,8 @@ import datetime
 import json
 import math
 import os
+import pickle
+import threading
 import time
 import traceback
 import warnings
@@ -38,10 +40,45 @@ from ._objective import Objective
 __all__ = ["PickledObjective", "TrialTicket", "WorkerTrial", "run_slot"]
 
 _TRACEBACK_LIMIT = 8000
-# A value reported less than this many seconds after the last one sent travels with the next
-# message: a hundred trials each reporting many times a second would otherwise flood the
-# scheduler with tiny messages.
-_REPORTS_EVERY = 0.25
+# A value reported, or an attribute set, less than this many seconds after the trial's last
+# message is held back: it travels with the next message, or alone once it has waited this
+# long. A hundred trials each reporting many times a second would otherwise flood the
+# scheduler (and the kernel that hosts it) with tiny messages.
+_HOLD = 1.0
+
+
+class _Flusher:
+    """One thread per worker process that sends what a trial held back, once it is due."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._due: dict[WorkerTrial, float] = {}
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, trial: WorkerTrial, at: float) -> None:
+        with self._wake:
+            if trial not in self._due:
+                self._due[trial] = at
+                self._wake.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="hpo_nb-flush", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due:
+                    self._wake.wait()
+                trial, at = min(self._due.items(), key=lambda item: item[1])
+                wait = at - time.monotonic()
+                if wait > 0:
+                    self._wake.wait(wait)
+                    continue
+                del self._due[trial]
+            trial.flush()
+
+
+_FLUSHER = _Flusher()
 
 
 class PickledObjective:
@@ -77,6 +114,8 @@ class TrialTicket:
     relative_params: dict[str, Any]
     relative_space: dict[str, BaseDistribution]
     overrides: dict[str, BaseDistribution] = dataclasses.field(default_factory=dict)
+    # Sampled ahead by the controller: used when asked for with exactly that distribution.
+    proposed: dict[str, tuple[BaseDistribution, Any]] = dataclasses.field(default_factory=dict)
     prunes: bool = True  # False: the run's pruner never prunes (``none``), nothing to ask
 
 
@@ -96,9 +135,15 @@ class WorkerTrial(BaseTrial):
         self._user_attrs: dict[str, Any] = {}
         self._constraints: dict[str, float] = {}
         self._intermediate: dict[int, float] = {}
-        self._unsent_params: list[list[str]] = []
-        self._unsent_reports: list[list[Any]] = []  # [step, value]: see _REPORTS_EVERY
-        self._reports_sent = -math.inf
+        # What the controller has not been told yet: parameters resolved here, and what was
+        # held back (see _HOLD); every message carries it. The lock keeps the flush thread's
+        # messages and the objective's in the order of their contents.
+        self._unsent_params: list[list[str]] = []  # [name, distribution as JSON]
+        self._unsent_reports: list[list[Any]] = []  # [step, value]
+        self._unsent_attrs: list[list[Any]] = []  # ["user" or "constraint", key, value]
+        self._lock = threading.Lock()
+        self._last_sent = -math.inf
+        self._closed = False
 
     # -- suggestions -------------------------------------------------------------------------
     def suggest_float(
@@ -142,7 +187,8 @@ class WorkerTrial(BaseTrial):
         return value
 
     def _resolve_locally(self, name: str, distribution: BaseDistribution) -> tuple[bool, Any]:
-        """Optuna's own order: fixed (enqueued) value, single choice, relative sample."""
+        """Optuna's own order: fixed (enqueued) value, single choice, relative sample, then
+        the independent sample drawn ahead."""
         ticket = self._ticket
         if name in ticket.fixed_params:
             return True, ticket.fixed_params[name]
@@ -153,6 +199,9 @@ class WorkerTrial(BaseTrial):
             value = ticket.relative_params[name]
             if distribution._contains(distribution.to_internal_repr(value)):
                 return True, value
+        proposal = ticket.proposed.get(name)
+        if proposal is not None and proposal[0] == distribution:
+            return True, proposal[1]
         return False, None
 
     # -- reports and pruning -----------------------------------------------------------------
@@ -182,11 +231,9 @@ class WorkerTrial(BaseTrial):
             )
             return
         self._intermediate[step] = value
-        self._unsent_reports.append([step, value])
-        now = time.monotonic()
-        if now - self._reports_sent >= _REPORTS_EVERY:  # else it goes with the next message
-            self._reports_sent = now
-            self._send("report")
+        with self._lock:
+            self._unsent_reports.append([step, value])
+        self._send_or_hold()
 
     def should_prune(self) -> bool:
         if self._ticket.n_objectives > 1:
@@ -206,7 +253,9 @@ class WorkerTrial(BaseTrial):
         except (TypeError, ValueError) as e:
             raise TypeError(f"user attribute {key!r} must be JSON serializable: {e}") from None
         self._user_attrs[key] = value
-        self._send("user_attr", name=key, value=value)
+        with self._lock:
+            self._unsent_attrs.append(["user", key, value])
+        self._send_or_hold()
 
     def set_constraint(self, key: str, value: float) -> None:
         value = float(value)
@@ -216,7 +265,9 @@ class WorkerTrial(BaseTrial):
             warnings.warn(f"The constraint value for {key!r} is already set.", stacklevel=2)
             return
         self._constraints[key] = value
-        self._send("constraint", name=key, value=value)
+        with self._lock:
+            self._unsent_attrs.append(["constraint", key, value])
+        self._send_or_hold()
 
     @property
     def params(self) -> dict[str, Any]:
@@ -251,23 +302,52 @@ class WorkerTrial(BaseTrial):
         )
 
     # -- transport ---------------------------------------------------------------------------
-    def _send(self, op: str, **payload: Any) -> None:
-        self._channel.send(op, **self.take_unsent(), **payload)
+    def _send_or_hold(self) -> None:
+        """Send what waits now, unless the trial's last message left less than ``_HOLD``
+        seconds ago: then the next message takes it, or the flush thread once it is due."""
+        now = time.monotonic()
+        if now - self._last_sent >= _HOLD:
+            with self._lock:
+                self._send_locked("report", now)
+        elif self._channel.cancelled():  # what sending would have found out
+            raise TaskCancelled("the run no longer wants this trial")
+        else:
+            _FLUSHER.schedule(self, self._last_sent + _HOLD)
+
+    def flush(self) -> None:
+        """Send what was held back, if anything still waits (on the flush thread)."""
+        with self._lock:
+            if self._closed or not (self._unsent_reports or self._unsent_attrs):
+                return
+            with contextlib.suppress(TaskCancelled):  # the objective's thread finds out itself
+                self._send_locked("report", time.monotonic())
+
+    def _send_locked(self, op: str, now: float, **payload: Any) -> dict[str, Any]:
+        self._last_sent = now
+        return self._channel.send(op, **self._take_unsent(), **payload)
 
     def _request(self, op: str, **payload: Any) -> dict[str, Any]:
-        reply = self._channel.request(op, **self.take_unsent(), **payload)
+        with self._lock:
+            sent = self._send_locked(op, time.monotonic(), reply=True, **payload)
+        reply = self._channel.wait(sent)
         if "cancel" in reply:
             raise TaskCancelled(reply["cancel"])
         if "error" in reply:
             raise RuntimeError(reply["error"])
         return reply
 
-    def take_unsent(self) -> dict[str, list[list[Any]]]:
-        """What the controller has not been told yet: parameters resolved here (name and
-        distribution) and reported values (step and value); it goes with every message."""
+    def _take_unsent(self) -> dict[str, Any]:
         params, self._unsent_params = self._unsent_params, []
         reports, self._unsent_reports = self._unsent_reports, []
-        return {"params": params, "reports": reports}
+        attrs, self._unsent_attrs = self._unsent_attrs, []
+        return {"params": params, "reports": reports, "attrs": attrs}
+
+    def close(self) -> dict[str, Any]:
+        """End the trial: what the controller has not been told yet, for its last message
+        (parameters resolved here, reported values, attributes); nothing is sent after it."""
+        with self._lock:
+            self._closed = True
+            return self._take_unsent()
 
 
 def outcome_of(value: Any, n_objectives: int) -> dict[str, Any]:
@@ -300,31 +380,46 @@ def _fail(reason: str, tb: str = "") -> dict[str, Any]:
     return {"state": "fail", "reason": reason, "traceback": tb}
 
 
-def run_slot(objective: PickledObjective, topic: str, reply_timeout: float) -> dict[str, Any]:
-    """A dask task that runs one trial, asked for when the task starts (not when submitted).
+def run_slot(
+    objective: PickledObjective, topic: str, reply_timeout: float, ticket: bytes | None = None
+) -> dict[str, Any]:
+    """A dask task that runs trials one after another, each asked for when the last ends.
 
-    Sampling thus happens when a worker is free, with the most history, and a run that ends
-    with tasks still queued has no trial to clean up. The outcome goes to the controller as
-    the task's last message and is also the task's result.
+    Sampling thus happens when a worker is free, with the most history. A trial's outcome
+    travels with the request for the next trial, so a free worker costs one round trip and no
+    new dask task. The first trial may come with the task (``ticket``): then starting costs
+    no round trip at all. The task ends when the controller has no trial left for it; its
+    result is its last message.
     """
     channel = WorkerChannel(topic, reply_timeout)
     trial: WorkerTrial | None = None
+    where: dict[str, Any] = {
+        "worker": channel.worker,
+        "gpu": this_process_gpu(),
+        "pid": os.getpid(),
+    }
     try:
-        reply = channel.request(
-            "start", worker=channel.worker, gpu=this_process_gpu(), pid=os.getpid()
-        )
-        if "ticket" not in reply:
-            return channel.send("finish", state="idle")
-        ticket: TrialTicket = cloudpickle.loads(reply["ticket"])
-        trial = WorkerTrial(ticket, channel)
-        outcome = _run(objective, trial, ticket)
-        return channel.send("finish", **trial.take_unsent(), **outcome)
+        if ticket is None:
+            reply = channel.request("start", **where)
+        else:
+            channel.send("start", **where)
+            reply = {"ticket": ticket}
+        while "ticket" in reply:
+            given: TrialTicket = pickle.loads(reply["ticket"])
+            trial = WorkerTrial(given, channel)
+            outcome: dict[str, Any] = _run(objective, trial, given)
+            outcome.update(trial.close())
+            trial = None  # from here on its outcome is the controller's
+            reply = channel.request("finish", **outcome)
+        return channel.send("finish", state="idle")
     except TaskCancelled as e:
-        unsent = trial.take_unsent() if trial is not None else {}
+        unsent: dict[str, Any] = trial.close() if trial is not None else {}
         return channel.send("finish", **unsent, state="cancelled", reason=str(e))
     except ReplyTimeout as e:
-        unsent = trial.take_unsent() if trial is not None else {}
-        return channel.send("finish", **unsent, **_fail(str(e)))
+        if trial is None:  # the controller has the outcome, or no trial was given
+            return channel.send("finish", state="idle")
+        last: dict[str, Any] = trial.close()
+        return channel.send("finish", **last, **_fail(str(e)))
     finally:
         channel.close()
 

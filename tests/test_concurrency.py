@@ -93,3 +93,27 @@ def test_a_new_trial_is_written_before_the_queued_writes(db):
         assert (first.number, second.number) == (0, 1)
     finally:
         mirror.close()
+
+
+def test_values_sampled_ahead_become_params_only_when_asked_for(db):
+    """A trial drawn ahead carries independent samples for the known parameters; one that
+    the objective asks for with that distribution is stored as the trial's, and the others
+    leave no trace."""
+    optuna.create_study(study_name="ahead", storage=db)
+    mirror = Mirror(
+        open_storage(db), "ahead", optuna.samplers.RandomSampler(seed=1), optuna.pruners.NopPruner()
+    )
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    space["k"] = optuna.distributions.IntDistribution(0, 9)
+    try:
+        t = mirror.create(mirror.draw(space)).result()
+        (dx, x), (_, k) = t.proposed["x"], t.proposed["k"]
+        assert 0 <= x <= 1 and 0 <= k <= 9
+        assert mirror.suggest(t, "x", dx) == x  # the objective asked for x only
+        mirror.finish(t, TrialState.COMPLETE, [x])
+        mirror.flush()
+        (stored,) = optuna.load_study(study_name="ahead", storage=db).trials
+        assert stored.params == {"x": x} and stored.distributions == {"x": dx}
+        assert "fixed_params" not in stored.system_attrs
+    finally:
+        mirror.close()

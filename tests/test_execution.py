@@ -62,6 +62,25 @@ def hangs_once(marker: Path) -> hpo_nb.Objective:
     return hpo_nb.objective_from_cell("hangs", HANGS_ONCE, {"marker": marker, "time": time})
 
 
+def in_task(trial):
+    from distributed import get_worker
+
+    trial.set_user_attr("task", str(get_worker().get_current_task()))
+    return stamped(trial)
+
+
+def test_each_worker_thread_runs_trials_one_after_another_in_one_task(db):
+    run = hpo_nb.run(in_task, n_trials=12, storage=db, workers=2, wait=True)
+    assert run.state == RunState.COMPLETED
+    trials = trials_of(db, "in_task")
+    assert len(trials) == 12 and all(t.state == TrialState.COMPLETE for t in trials)
+    tasks = {t.user_attrs["task"] for t in trials}
+    assert 1 <= len(tasks) <= 2  # at most one per worker thread, not one per trial
+    # every trial, the first of each task (which travels with the task) too, knows where it ran
+    ran_on = [t.system_attrs[TRIAL_KEY] for t in trials]
+    assert all(r["worker"].startswith("tcp://") and "gpu" in r for r in ran_on)
+
+
 def test_a_hung_trial_is_killed_and_its_worker_serves_again(db, tmp_path):
     start = time.monotonic()
     objective = hangs_once(tmp_path / "hung")

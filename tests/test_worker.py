@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import optuna
@@ -10,7 +11,7 @@ import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 
 from hpo_nb._channel import TaskCancelled
-from hpo_nb._worker import TrialTicket, WorkerTrial, outcome_of
+from hpo_nb._worker import _HOLD, TrialTicket, WorkerTrial, outcome_of
 
 
 class RecordingChannel:
@@ -20,12 +21,15 @@ class RecordingChannel:
         self.sent: list[tuple[str, dict]] = []
         self.answers = answers or {}
 
-    def send(self, op, **payload):
+    def send(self, op, reply=False, **payload):
         self.sent.append((op, payload))
+        return {"op": op, **payload}
+
+    def wait(self, message):
+        return self.answers[message["op"]]
 
     def request(self, op, **payload):
-        self.sent.append((op, payload))
-        return self.answers[op]
+        return self.wait(self.send(op, reply=True, **payload))
 
     def cancelled(self):
         return "cancelled" in self.answers
@@ -185,6 +189,50 @@ def test_values_reported_in_a_burst_travel_together_with_the_next_message(monkey
     trial.should_prune()  # a request carries what waits
     assert channel.sent[-1][0] == "should_prune"
     assert channel.sent[-1][1]["reports"] == [[1, 2.0], [2, 3.0]]
-    clock[0] += 0.3
+    clock[0] += _HOLD + 0.1
     trial.report(4.0, 3)  # a while later: at once again
     assert channel.sent[-1][1]["reports"] == [[3, 4.0]]
+
+
+def test_attributes_are_held_back_like_reports_and_the_last_message_takes_all(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("hpo_nb._worker.time.monotonic", lambda: clock[0])
+    channel = RecordingChannel()
+    trial = WorkerTrial(ticket(), channel)
+    trial.set_user_attr("first", 1)  # at once
+    trial.set_user_attr("span", [0, 1])
+    trial.set_constraint("c0", 0.5)
+    trial.report(1.0, 0)
+    assert [p["attrs"] for _, p in channel.sent] == [[["user", "first", 1]]]
+    last = trial.close()  # what the finish message carries
+    assert last["attrs"] == [["user", "span", [0, 1]], ["constraint", "c0", 0.5]]
+    assert last["reports"] == [[0, 1.0]]
+    trial.flush()  # nothing goes after the end
+    assert len(channel.sent) == 1
+
+
+def test_the_flush_thread_sends_what_waits_once_it_is_due(monkeypatch):
+    monkeypatch.setattr("hpo_nb._worker._HOLD", 0.05)
+    channel = RecordingChannel()
+    trial = WorkerTrial(ticket(), channel)
+    trial.report(1.0, 0)
+    trial.report(2.0, 1)  # held back: nothing else will be sent for a while
+    assert [p["reports"] for _, p in channel.sent] == [[[0, 1.0]]]
+    deadline = time.monotonic() + 5
+    while len(channel.sent) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert channel.sent[1] == ("report", {"params": [], "reports": [[1, 2.0]], "attrs": []})
+
+
+def test_a_value_sampled_ahead_is_used_only_for_the_same_distribution():
+    proposed = {
+        "lr": (FloatDistribution(1e-4, 1.0, log=True), 0.01),
+        "n": (IntDistribution(1, 8), 3),
+    }
+    channel = RecordingChannel({"suggest": {"value": 5.0}})
+    trial = WorkerTrial(ticket(proposed=proposed), channel)
+    assert trial.suggest_float("lr", 1e-4, 1.0, log=True) == 0.01  # no round trip
+    assert channel.sent == []
+    assert trial.suggest_int("n", 1, 10) == 5  # another range: the controller samples it
+    assert channel.sent[-1][0] == "suggest"
+    assert [p[0] for p in channel.sent[-1][1]["params"]] == ["lr"]  # told with the next message
