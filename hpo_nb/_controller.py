@@ -2,8 +2,9 @@
 
 The controller runs in one thread of the kernel process and is the only writer to the study's
 storage while a run lasts. Workers never open the storage; they talk to the controller through
-:mod:`hpo_nb._channel`. Each dask task asks for its trial when it starts, so a worker that
-becomes free finds its next task already queued and the sampler sees all results so far.
+:mod:`hpo_nb._channel`. Each worker thread runs one dask task that takes trial after trial: a
+trial's result goes with the request for the next one, so a worker that becomes free costs one
+round trip, and the sampler sees all results so far.
 """
 
 from __future__ import annotations
@@ -148,6 +149,8 @@ class Controller:
         self.rows: list[dict[str, Any]] = []  # this run's finished trials, appended (see _rows)
         self._mirror = mirror
         self._objective = objective
+        space = objective.load().space  # in the kernel: the objective itself, not a copy
+        self._declared = space.distributions() if space is not None else {}
         self._connect = connect
         self._limits = limits
         self._config = config
@@ -363,12 +366,13 @@ class Controller:
             self._ahead.append(self._mirror.draw(self._proposals()))
 
     def _proposals(self) -> dict[str, BaseDistribution]:
-        """The parameters a new trial will probably ask for (those of the finished trials, as
-        edited in the panel), sampled when it is drawn: a worker then asks the controller
-        nothing. Not in a seeded run, which keeps Optuna's order of sampling."""
+        """The parameters a new trial will probably ask for (the objective's declared space,
+        those of the finished trials, as edited in the panel), sampled when it is drawn: a
+        worker then asks the controller nothing. Not in a seeded run, which keeps Optuna's
+        order of sampling."""
         if not (self._limits.draw_ahead and self._mirror.can_draw_ahead):
             return {}
-        return {**self._mirror.distributions, **self._overrides}
+        return {**self._declared, **self._mirror.distributions, **self._overrides}
 
     def _slots(self) -> int:
         slots, checked = self._capacity

@@ -1,4 +1,5 @@
-"""What runs on a dask worker: one trial of a user's objective, talking to the controller.
+"""What runs on a dask worker: trials of a user's objective, one after another, talking to the
+controller.
 
 This module imports no IPython or widget code, and never opens the study's storage.
 """

@@ -325,6 +325,27 @@ def test_declarative_space_with_conditions(db):
         assert t.state == TrialState.COMPLETE
 
 
+def test_a_declared_space_is_sampled_with_the_trial_and_asks_nothing(db, monkeypatch):
+    from hpo_nb._controller import Controller
+
+    ops: list[str] = []
+    on_message = Controller._on_message
+
+    def counting(self, message):
+        ops.append(message["op"])
+        on_message(self, message)
+
+    monkeypatch.setattr(Controller, "_on_message", counting)
+    run = hpo_nb.run(uses_params, n_trials=12, storage=db, space=SPACE, sampler="random", wait=True)
+    assert run.state == RunState.COMPLETED
+    assert "suggest" not in ops  # every value came with its trial, momentum when it applied too
+    trials = trials_of(db, "uses_params")
+    assert len(trials) == 12 and all(t.state == TrialState.COMPLETE for t in trials)
+    for t in trials:
+        assert ("momentum" in t.params) == (t.params["optimizer"] == "sgd")
+        assert t.value == pytest.approx(t.params["lr"] * (1 + t.params.get("momentum", 0.0)))
+
+
 def test_cell_objective_gets_params_from_its_space(db):
     obj = hpo_nb.objective_from_cell(
         "cell_space",
