@@ -179,7 +179,8 @@ class WorkerTrial(BaseTrial):
         found, value = self._resolve_locally(name, distribution)
         dist_json = distribution_to_json(distribution)
         if found:
-            self._unsent_params.append([name, dist_json])
+            with self._lock:  # the flush thread may be taking the list
+                self._unsent_params.append([name, dist_json])
         else:
             reply = self._request("suggest", name=name, dist=dist_json)
             value = distribution.to_external_repr(reply["value"])
