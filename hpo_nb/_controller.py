@@ -307,7 +307,12 @@ class Controller:
 
     # -- supplying tasks ----------------------------------------------------------------------
     def _running(self) -> int:
+        """Trials handed out and not finished (the budget counts them)."""
         return len(self._busy)
+
+    def _started_trials(self) -> int:
+        """Trials running on a worker (what the user sees as running)."""
+        return sum(1 for key in self._busy if self._tasks[key].started is not None)
 
     def _no_more_trials(self) -> bool:
         """True when no new trial may start; records why."""
@@ -419,6 +424,7 @@ class Controller:
         self._reply(message, {"ticket": self._give(task, attrs)})
         # The trial's clock (--trial-timeout) starts as its ticket leaves.
         self._last_ticket = task.started = time.monotonic()
+        self._update(running=self._started_trials())
 
     def _give(self, task: _Task, attrs: dict[str, Any]) -> bytes:
         """Draw a trial for ``task`` and have the storage create its record; its ticket."""
@@ -435,7 +441,7 @@ class Controller:
         self._busy.add(key)
         self._creating.add(key)
         created.add_done_callback(lambda f: self._inbox.put(("created", key, f)))
-        self._update(running=self._running(), sampler=self._sampler_text())
+        self._update(sampler=self._sampler_text())
         return pickle.dumps(self._ticket(drawn), protocol=5)
 
     def _started(self, task: _Task, message: dict[str, Any]) -> None:
@@ -450,6 +456,7 @@ class Controller:
             pass
         else:  # its first trial came with it: now the kernel knows where the trial runs
             self._last_ticket = task.started = time.monotonic()
+            self._update(running=self._started_trials())
             self._settle(task)
             assert task.trial is not None
             ran_on = {"worker": task.worker, "gpu": task.gpu}
@@ -651,7 +658,7 @@ class Controller:
         if state == TrialState.FAIL and not cancelled:
             self._schedule_retry(retry, task.worker, t)
         p = self.progress
-        changes: dict[str, Any] = {"running": self._running()}
+        changes: dict[str, Any] = {"running": self._started_trials()}
         self._since_improvement += 1
         if state == TrialState.COMPLETE:
             changes["complete"] = p.complete + 1
