@@ -181,6 +181,9 @@ class WorkerTrial(BaseTrial):
         if found:
             with self._lock:  # the flush thread may be taking the list
                 self._unsent_params.append([name, dist_json])
+            # The storage learns a trial's parameters soon (a run resumed after its kernel
+            # died retries the trial with them), not only with the trial's next message.
+            self._send_or_hold()
         else:
             reply = self._request("suggest", name=name, dist=dist_json)
             value = distribution.to_external_repr(reply["value"])
@@ -319,7 +322,9 @@ class WorkerTrial(BaseTrial):
     def flush(self) -> None:
         """Send what was held back, if anything still waits (on the flush thread)."""
         with self._lock:
-            if self._closed or not (self._unsent_reports or self._unsent_attrs):
+            if self._closed or not (
+                self._unsent_params or self._unsent_reports or self._unsent_attrs
+            ):
                 return
             with contextlib.suppress(TaskCancelled):  # the objective's thread finds out itself
                 self._send_locked("report", time.monotonic())

@@ -60,10 +60,11 @@ def test_relative_fixed_and_single_values_resolve_without_asking():
     assert trial.suggest_float("b", 0, 1) == 0.5
     assert trial.suggest_categorical("c", ["only"]) == "only"
     assert trial.suggest_float("b", 0, 1) == 0.5  # asking twice returns the same value
-    assert channel.sent == []  # nothing left the worker yet
-    trial.report(0.1, 0)
-    op, payload = channel.sent[0]
-    assert op == "report" and [p[0] for p in payload["params"]] == ["a", "b", "c"]
+    # no request: the first value resolved here goes out at once, one way; the others wait
+    # (see _HOLD) and travel with the trial's next message
+    sent = [(op, [p[0] for p in payload["params"]]) for op, payload in channel.sent]
+    assert sent == [("report", ["a"])]
+    assert [p[0] for p in trial.close()["params"]] == ["b", "c"]
 
 
 def test_out_of_range_relative_value_and_new_params_ask_the_controller():
@@ -232,7 +233,6 @@ def test_a_value_sampled_ahead_is_used_only_for_the_same_distribution():
     channel = RecordingChannel({"suggest": {"value": 5.0}})
     trial = WorkerTrial(ticket(proposed=proposed), channel)
     assert trial.suggest_float("lr", 1e-4, 1.0, log=True) == 0.01  # no round trip
-    assert channel.sent == []
+    assert [(op, [p[0] for p in m["params"]]) for op, m in channel.sent] == [("report", ["lr"])]
     assert trial.suggest_int("n", 1, 10) == 5  # another range: the controller samples it
-    assert channel.sent[-1][0] == "suggest"
-    assert [p[0] for p in channel.sent[-1][1]["params"]] == ["lr"]  # told with the next message
+    assert channel.sent[-1][0] == "suggest" and channel.sent[-1][1]["name"] == "n"
