@@ -153,7 +153,7 @@ def wait_until_running(run, n=2):
 def test_stop_cancels_running_trials_and_frees_the_workers(db, objective, pruner):
     """Trials that ask (should_prune, answered on the worker without a pruner) or only report
     all stop; the next run gets the workers."""
-    run = hpo_nb.run(objective, n_trials=10, storage=db, pruner=pruner)
+    run = hpo_nb.run(objective, n_trials=10, storage=db, pruner=pruner, workers=2)
     wait_until_running(run)
     run.stop()
     run.wait(timeout=30)
@@ -167,7 +167,7 @@ def test_stop_cancels_running_trials_and_frees_the_workers(db, objective, pruner
 
 
 def test_graceful_stop_lets_running_trials_finish(db):
-    run = hpo_nb.run(sleepy, n_trials=50, storage=db)
+    run = hpo_nb.run(sleepy, n_trials=50, storage=db, workers=2)
     wait_until_running(run)
     run.stop(graceful=True)
     run.wait(timeout=30)
