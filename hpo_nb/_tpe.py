@@ -5,9 +5,11 @@ result and converts each one's parameters again, in Python, which costs most of 
 once a study holds thousands of trials. A finished trial never changes, so this sampler keeps
 what TPE derives from each finished trial (its result, its pruned and infeasible scores, its
 parameters in internal form, column by column) and only adds the trials finished since the
-previous suggestion; the split and the columns are then a few NumPy operations. The estimator,
-the candidates and the acquisition are Optuna's own, so suggestions are the same as
-``optuna.samplers.TPESampler``'s with the same seed (``tests/test_tpe.py`` checks it).
+previous suggestion; the split and the columns are then a few NumPy operations, done once per
+new history rather than once per parameter. The estimator, the candidates and the acquisition
+are Optuna's own (the acquisition is worked out once per distinct candidate: each candidate's
+value depends on it alone), so suggestions are the same as ``optuna.samplers.TPESampler``'s
+with the same seed (``tests/test_tpe.py`` checks it).
 
 Multi-objective studies and the deprecated ``constraints_func`` take Optuna's own path.
 """
@@ -19,6 +21,14 @@ from typing import Any
 import numpy as np
 from optuna.distributions import BaseDistribution
 from optuna.samplers import TPESampler
+from optuna.samplers._tpe import _truncnorm
+from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
+from optuna.samplers._tpe.probability_distributions import (
+    _BatchedCategoricalDistributions,
+    _log_gauss_mass_unique,
+    _MixtureOfProductDistribution,
+    _unique_inverse_2d,
+)
 from optuna.samplers._tpe.sampler import (
     _get_infeasible_trial_score,
     _get_pruned_trial_score,
@@ -36,6 +46,8 @@ class _History:
     """What TPE needs of each finished (complete or pruned) trial, in trial-number order."""
 
     def __init__(self) -> None:
+        self.version = 0  # bumped whenever trials are added
+        self._splits: dict[tuple[StudyDirection, int], tuple[np.ndarray, np.ndarray]] = {}
         self._seen = 0  # trials of the study looked at so far
         self._unfinished: list[int] = []  # positions of trials seen before they finished
         self._ids: set[int] = set()
@@ -60,6 +72,8 @@ class _History:
                 added = True
         if added:
             self._arrays = {k: np.asarray(v, dtype=float) for k, v in self._rows.items()}
+            self.version += 1
+            self._splits = {}
 
     def _add(self, study: Study, trial: FrozenTrial) -> None:
         step, pruned_value = _get_pruned_trial_score(trial, study)
@@ -90,7 +104,19 @@ class _History:
         return column
 
     def split(self, direction: StudyDirection, n_below: int) -> tuple[np.ndarray, np.ndarray]:
-        """Positions of the trials TPE's ``_split_trials`` puts below and above (unordered)."""
+        """Positions of the trials TPE's ``_split_trials`` puts below and above, each in trial
+        number order."""
+        key = (direction, n_below)
+        if key not in self._splits:
+            numbers = self.array("number")
+            below, above = self._split(direction, n_below)
+            self._splits[key] = (
+                below[np.argsort(numbers[below], kind="stable")],
+                above[np.argsort(numbers[above], kind="stable")],
+            )
+        return self._splits[key]
+
+    def _split(self, direction: StudyDirection, n_below: int) -> tuple[np.ndarray, np.ndarray]:
         infeasible = self.array("infeasible")
         feasible = ~(infeasible > 0)
         complete = self.array("complete").astype(bool) & feasible
@@ -124,16 +150,49 @@ class HistoryTPESampler(TPESampler):
 
     _histories: dict[int, _History]
 
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        if self._own_path_skipped(study):
+            return super().sample_independent(study, trial, param_name, param_distribution)
+        history = self._history(study)  # its finished trials are those TPE counts at startup
+        if len(history) < self._n_startup_trials:
+            return self._random_sampler.sample_independent(
+                study, trial, param_name, param_distribution
+            )
+        if self._warn_independent_sampling and self._is_multivariate(study):
+            return super().sample_independent(study, trial, param_name, param_distribution)
+        space = {param_name: param_distribution}
+        return self._sample_from(history, study, trial, space)[param_name]
+
     def _sample(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        if study._is_multi_objective() or self._constraints_func is not None:
+        if self._own_path_skipped(study):
             return super()._sample(study, trial, search_space)
-        all_trials = study._get_trials(deepcopy=False, use_cache=False)
+        return self._sample_from(self._history(study), study, trial, search_space)
+
+    def _own_path_skipped(self, study: Study) -> bool:
+        return study._is_multi_objective() or self._constraints_func is not None
+
+    def _history(self, study: Study) -> _History:
         if "_histories" not in self.__dict__:  # TPESampler's own __init__ is kept as it is
             self._histories = {}
         history = self._histories.setdefault(study._study_id, _History())
-        history.update(study, all_trials)
+        history.update(study, study._get_trials(deepcopy=False, use_cache=False))
+        return history
+
+    def _sample_from(
+        self,
+        history: _History,
+        study: Study,
+        trial: FrozenTrial,
+        search_space: dict[str, BaseDistribution],
+    ) -> dict[str, Any]:
         running = []
         if self._constant_liar:
             running = [
@@ -153,6 +212,19 @@ class HistoryTPESampler(TPESampler):
             ret[param_name] = dist.to_external_repr(ret[param_name])
         return ret
 
+    def _compute_acquisition_func(
+        self, samples: dict[str, np.ndarray], mpe_below: Any, mpe_above: Any
+    ) -> np.ndarray:
+        """Optuna's acquisition, worked out once per distinct candidate: discrete and
+        categorical parameters draw the same few values again and again."""
+        table = np.column_stack(list(samples.values()))
+        distinct, inverse = np.unique(table, axis=0, return_inverse=True)
+        if len(distinct) == len(table):
+            return super()._compute_acquisition_func(samples, mpe_below, mpe_above)
+        columns = {name: distinct[:, i] for i, name in enumerate(samples)}
+        values = super()._compute_acquisition_func(columns, mpe_below, mpe_above)
+        return values[inverse.ravel()]
+
     def _estimator(
         self,
         study: Study,
@@ -161,26 +233,116 @@ class HistoryTPESampler(TPESampler):
         positions: np.ndarray,
         running: list[FrozenTrial],
     ) -> Any:
-        """The Parzen estimator of these finished trials and running ones, in number order,
-        over those that have every parameter of ``search_space`` (as ``_get_internal_repr``)."""
+        """The Parzen estimator of these finished trials (``positions``, in number order) and
+        running ones, in number order, over those that have every parameter of
+        ``search_space`` (as ``_get_internal_repr``)."""
         columns = {n: history.column(n, d)[positions] for n, d in search_space.items()}
-        numbers = history.array("number")[positions]
         if running:
             rows = [self._get_params(t, study) for t in running]
-            numbers = np.concatenate([numbers, [t.number for t in running]])
+            numbers = np.concatenate(
+                [history.array("number")[positions], [t.number for t in running]]
+            )
+            order = np.argsort(numbers, kind="stable")
             columns = {
-                n: np.concatenate([c, [_internal(params, n, search_space[n]) for params in rows]])
+                n: np.concatenate([c, [_internal(params, n, search_space[n]) for params in rows]])[
+                    order
+                ]
                 for n, c in columns.items()
             }
-        order = np.argsort(numbers, kind="stable")
-        complete_rows = np.ones(len(numbers), dtype=bool)
+        complete_rows = np.ones(len(positions) + len(running), dtype=bool)
         for column in columns.values():
             complete_rows &= ~np.isnan(column)
-        order = order[complete_rows[order]]
-        observations = {n: c[order] for n, c in columns.items()}
-        return self._parzen_estimator_cls(
-            observations, search_space, self._parzen_estimator_parameters
-        )
+        if not complete_rows.all():
+            columns = {n: c[complete_rows] for n, c in columns.items()}
+        cls = self._parzen_estimator_cls
+        if cls is _ParzenEstimator:
+            cls = _LeanParzenEstimator
+        return cls(columns, search_space, self._parzen_estimator_parameters)
+
+
+class _LeanParzenEstimator(_ParzenEstimator):
+    """Optuna's estimator, its densities worked out in fewer passes over memory."""
+
+    def log_pdf(self, samples_dict: dict[str, np.ndarray]) -> np.ndarray:
+        return _log_pdf(self._mixture_distribution, self._transform(samples_dict))
+
+
+def _log_pdf(mixture: _MixtureOfProductDistribution, x: np.ndarray) -> np.ndarray:
+    """``mixture.log_pdf(x)``, bit for bit, with fewer temporary arrays.
+
+    The same operations in the same order on each element: per-component terms are computed
+    once rather than once per candidate, the out-of-bounds ``np.select`` is skipped when every
+    candidate lies within bounds, and the sums are accumulated in place."""
+    total: np.ndarray | None = None
+    continuous = []
+    for i, d in enumerate(mixture.distributions):
+        normaliser = None
+        if isinstance(d, _BatchedCategoricalDistributions):
+            term = np.log(d.weights)[:, x[:, i].astype(np.int64)].T
+        elif d.step == 0.0:
+            continuous.append(i)
+            continue
+        else:
+            term, normaliser = _discrete_log_mass(d, x[:, i])
+        if total is None:
+            total = term + 0.0  # Optuna adds to zeros: -0.0 becomes 0.0
+        else:
+            total += term
+        if normaliser is not None:
+            total -= normaliser
+    if continuous:
+        term = _continuous_log_pdf([mixture.distributions[i] for i in continuous], x[:, continuous])
+        if total is None:
+            total = term + 0.0
+        else:
+            total += term
+    if total is None:
+        total = np.zeros((len(x), len(mixture.weights)))
+    total += np.log(mixture.weights)
+    peak = total.max(axis=1)
+    peak[np.isneginf(peak)] = 0  # all zero: avoid (-inf) - (-inf)
+    total -= peak[:, None]
+    np.exp(total, out=total)
+    with np.errstate(divide="ignore"):
+        return np.log(total.sum(axis=1)) + peak
+
+
+def _discrete_log_mass(d: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log probability mass of each candidate's step under each component, and each
+    component's log mass within bounds (the truncation's normaliser)."""
+    values, rows = np.unique(x, return_inverse=True)
+    mu, sigma, columns = _unique_inverse_2d(d.mu, d.sigma)
+    left, right = values - d.step / 2, values + d.step / 2
+    if d.is_log:
+        left, right = np.log(left), np.log(right)
+    mass = _log_gauss_mass_unique(
+        (left[:, np.newaxis] - mu) / sigma, (right[:, np.newaxis] - mu) / sigma
+    )
+    within = _truncnorm._log_gauss_mass((d.adapted_low - mu) / sigma, (d.adapted_high - mu) / sigma)
+    return np.take(mass[rows], columns, axis=1), within[columns]
+
+
+def _continuous_log_pdf(dists: list[Any], x: np.ndarray) -> np.ndarray:
+    """Sum over these continuous dimensions of each candidate's truncated normal log density
+    under each component, as ``_truncnorm.logpdf`` computes it."""
+    x = np.column_stack([np.log(x[:, j]) if d.is_log else x[:, j] for j, d in enumerate(dists)])
+    mu = np.asarray([d.mu for d in dists]).T
+    sigma = np.asarray([d.sigma for d in dists]).T
+    low = np.asarray([d.adapted_low for d in dists])
+    high = np.asarray([d.adapted_high for d in dists])
+    a, b = (low - mu) / sigma, (high - mu) / sigma
+    inside = np.all(sigma > 0) and np.all(a < b) and np.all((x >= low) & (x <= high))
+    if not inside:  # rounding is monotonic: within bounds here means within them standardised
+        return _truncnorm.logpdf(x[:, np.newaxis, :], a=a, b=b, loc=mu, scale=sigma).sum(axis=-1)
+    z = x[:, np.newaxis, :] - mu
+    z /= sigma
+    np.square(z, out=z)
+    np.negative(z, out=z)
+    z /= 2.0
+    z -= _truncnorm._norm_pdf_logC
+    z -= _truncnorm._log_gauss_mass(a, b)
+    z -= np.log(sigma)
+    return z.sum(axis=-1)
 
 
 def _internal(params: dict[str, Any], name: str, distribution: BaseDistribution) -> float:

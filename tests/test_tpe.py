@@ -6,6 +6,7 @@ import math
 import random
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -102,3 +103,63 @@ def test_multi_objective_takes_optunas_path() -> None:
     ours.optimize(two, n_trials=25)
     theirs.optimize(two, n_trials=25)
     assert [t.params for t in ours.trials] == [t.params for t in theirs.trials]
+
+
+def test_densities_are_optunas_bit_for_bit() -> None:
+    """The acquisition's densities, including candidates outside the bounds (Optuna gives them
+    -inf), log and stepped parameters, and an estimator with no observations."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.samplers._tpe.parzen_estimator import (
+        _ParzenEstimator,
+        _ParzenEstimatorParameters,
+    )
+    from optuna.samplers._tpe.sampler import default_weights
+
+    from hpo_nb._tpe import _log_pdf
+
+    space = {
+        "x": FloatDistribution(-5, 5),
+        "lr": FloatDistribution(1e-5, 1e-1, log=True),
+        "units": IntDistribution(16, 256, step=16),
+        "batch": IntDistribution(8, 512, log=True),
+        "optimizer": CategoricalDistribution(["sgd", "adam", "adamw"]),
+    }
+    parameters = _ParzenEstimatorParameters(1.0, True, False, default_weights, False)
+    rng = np.random.RandomState(0)
+    for n in (0, 1, 7, 400):
+        observations = {
+            "x": rng.uniform(-5, 5, n),
+            "lr": np.exp(rng.uniform(np.log(1e-5), np.log(1e-1), n)),
+            "units": rng.randint(1, 17, n) * 16.0,
+            "batch": np.round(np.exp(rng.uniform(np.log(8), np.log(512), n))),
+            "optimizer": rng.randint(0, 3, n).astype(float),
+        }
+        for names in (list(space), ["x"], ["units", "optimizer"], ["lr", "batch"]):
+            sub = {k: space[k] for k in names}
+            estimator = _ParzenEstimator({k: observations[k] for k in names}, sub, parameters)
+            candidates = estimator._transform(estimator.sample(rng, 24))
+            if "x" in names:
+                candidates[:3, names.index("x")] = [-6.0, 5.0, 7.5]  # outside and on a bound
+            expected = estimator._mixture_distribution.log_pdf(candidates)
+            assert np.array_equal(
+                _log_pdf(estimator._mixture_distribution, candidates), expected, equal_nan=True
+            )
+
+
+@pytest.mark.parametrize("multivariate", [True, False])
+def test_same_suggestions_over_a_long_discrete_study(multivariate: bool) -> None:
+    """Hundreds of trials over discrete and categorical parameters: candidates repeat."""
+
+    def objective(trial: optuna.Trial) -> float:
+        units = trial.suggest_int("units", 16, 256, step=16)
+        layers = trial.suggest_int("layers", 1, 6)
+        optimizer = trial.suggest_categorical("optimizer", ["sgd", "adam", "adamw"])
+        dropout = trial.suggest_float("dropout", 0.0, 0.5, step=0.05)
+        return abs(units - 96) / 16 + layers + dropout + len(optimizer)
+
+    studies = []
+    for sampler in (HistoryTPESampler, optuna.samplers.TPESampler):
+        study = optuna.create_study(sampler=sampler(seed=7, multivariate=multivariate))
+        study.optimize(objective, n_trials=300)
+        studies.append([t.params for t in study.trials])
+    assert studies[0] == studies[1]
