@@ -1,42 +1,31 @@
 """Messages between tasks on dask workers and the controller in the kernel, via the scheduler.
 
-A task publishes with ``Worker.log_event`` (pushed to the subscribed client, in order) and waits
-for replies on its own ``distributed.Queue``. Nothing here needs a route from a worker to the
-kernel, so a worker on another machine (or behind the scheduler's network) works unchanged.
-Every message names its task (the dask key) and the attempt (one execution of that task), and
-carries a sequence number, so the controller can restore their order.
+Both ways are dask topics. A task publishes with ``Worker.log_event`` (pushed to the kernel's
+subscribed client, in order). The controller answers on the run's reply topic, to which each
+worker process running the run's tasks subscribes once (with its worker client): one event
+carries every answer the controller gave in one go, and each process hands the answers to the
+tasks waiting for them. No queue, no long poll and no round trip per answer at the scheduler.
+Nothing here needs a route from a worker to the kernel, so a worker on another machine (or
+behind the scheduler's network) works unchanged. Every message names its task (the dask key)
+and the attempt (one execution of that task), and carries a sequence number, so the controller
+can restore their order.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
+import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from distributed import Client, Queue, get_worker
+from distributed import Client, get_client, get_worker
 
 __all__ = ["ControllerChannel", "ReplyTimeout", "TaskCancelled", "WorkerChannel", "new_topic"]
 
 _POLL = 2.0  # seconds between checks that a waiting task is still wanted
-
-
-class _QuietPolls(logging.Filter):
-    """The scheduler logs every timed-out ``queue_get`` as an ERROR with a traceback; for the
-    long polls above that is the normal case, and with a local cluster it would land in the
-    notebook."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return not (
-            isinstance(error, TimeoutError) and "handling op queue_get" in record.getMessage()
-        )
-
-
-logging.getLogger("distributed.core").addFilter(_QuietPolls())
 
 
 def new_topic() -> str:
@@ -53,8 +42,68 @@ class TaskCancelled(BaseException):
     that a broad ``except Exception`` in an objective cannot swallow it."""
 
 
-def _queue_name(topic: str, attempt: str) -> str:
-    return f"{topic}-{attempt}"
+def _reply_topic(topic: str) -> str:
+    return f"{topic}-replies"
+
+
+class _Replies:
+    """This worker process's subscription to one run's reply topic: it hands each answer to
+    the attempt waiting for it. Shared by the run's tasks in the process; the last to leave
+    unsubscribes."""
+
+    _lock = threading.Lock()
+    _open: dict[str, _Replies] = {}
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.inboxes: dict[str, queue.SimpleQueue[dict[str, Any]]] = {}
+        self._client = get_client()
+        self._ping = uuid.uuid4().hex
+        self._heard = threading.Event()
+        self._client.subscribe_topic(topic, self._deliver)
+
+    @classmethod
+    def join(cls, topic: str, attempt: str, timeout: float) -> queue.SimpleQueue[dict[str, Any]]:
+        """The inbox of ``attempt``, once the subscription is known to be live."""
+        with cls._lock:
+            replies = cls._open.get(topic)
+            if replies is None:
+                replies = cls._open[topic] = cls(topic)
+            inbox = replies.inboxes[attempt] = queue.SimpleQueue()
+        replies._wait_live(timeout)
+        return inbox
+
+    @classmethod
+    def leave(cls, topic: str, attempt: str) -> None:
+        with cls._lock:
+            replies = cls._open.get(topic)
+            if replies is None:
+                return
+            replies.inboxes.pop(attempt, None)
+            if not replies.inboxes:
+                del cls._open[topic]
+                with contextlib.suppress(Exception):  # the client may be closing
+                    replies._client.unsubscribe_topic(topic)
+
+    def _wait_live(self, timeout: float) -> None:
+        """Publish a ping until it comes back: the subscription (sent on the client's stream)
+        and a publication (a call of its own) may reach the scheduler in either order."""
+        deadline = time.monotonic() + timeout
+        while not self._heard.is_set():
+            self._client.log_event(self.topic, {"ping": self._ping})
+            if self._heard.wait(0.05):
+                return
+            if time.monotonic() > deadline:
+                raise ReplyTimeout(f"no answer from the scheduler in {timeout:g} s")
+
+    def _deliver(self, event: tuple[float, dict[str, Any]]) -> None:
+        message = event[1]
+        if message.get("ping") == self._ping:
+            self._heard.set()
+        for attempt, payload in message.get("replies", ()):
+            inbox = self.inboxes.get(attempt)
+            if inbox is not None:
+                inbox.put(payload)
 
 
 class WorkerChannel:
@@ -68,7 +117,7 @@ class WorkerChannel:
         self._worker = get_worker()
         self.worker = self._worker.address
         self.key = self._worker.get_current_task()
-        self._queue: Queue | None = None
+        self._inbox: queue.SimpleQueue[dict[str, Any]] | None = None
         self._lock = threading.Lock()  # a trial's flush thread sends too (see _worker)
 
     def cancelled(self) -> bool:
@@ -80,14 +129,13 @@ class WorkerChannel:
         """Publish one message and return it; ``reply``: it asks for an answer (``wait``)."""
         if op != "finish" and self.cancelled():
             raise TaskCancelled("the run no longer wants this trial")
-        if reply and self._queue is None:
-            self._queue = Queue(_queue_name(self.topic, self.attempt))
+        if reply and self._inbox is None:
+            self._inbox = _Replies.join(_reply_topic(self.topic), self.attempt, self._reply_timeout)
         with self._lock:
             self.seq += 1
             message = {"op": op, "key": self.key, "attempt": self.attempt, "seq": self.seq}
             if reply:
-                assert self._queue is not None
-                message["reply_to"] = self._queue.name
+                message["reply_to"] = self.attempt
             message.update(payload)
             self._worker.log_event(self.topic, message)
         return message
@@ -98,14 +146,14 @@ class WorkerChannel:
 
     def wait(self, message: dict[str, Any]) -> dict[str, Any]:
         """The controller's reply to ``message`` (sent with ``reply=True``)."""
-        assert self._queue is not None and message.get("reply_to") == self._queue.name
-        # Long-polling: a task whose run ended before its request was read gets no answer, so
-        # it checks between waits whether dask still wants it.
+        assert self._inbox is not None and message.get("reply_to") == self.attempt
+        # A task whose run ended before its request was read gets no answer, so it checks
+        # between waits whether dask still wants it.
         deadline = time.monotonic() + self._reply_timeout
         while True:
             try:
-                return self._queue.get(timeout=min(_POLL, self._reply_timeout))
-            except TimeoutError:
+                return self._inbox.get(timeout=min(_POLL, self._reply_timeout))
+            except queue.Empty:
                 if self.cancelled():
                     raise TaskCancelled("the run no longer wants this trial") from None
                 if time.monotonic() > deadline:
@@ -114,9 +162,9 @@ class WorkerChannel:
                     ) from None
 
     def close(self) -> None:
-        if self._queue is not None:
-            self._queue.close()
-            self._queue = None
+        if self._inbox is not None:
+            _Replies.leave(_reply_topic(self.topic), self.attempt)
+            self._inbox = None
 
 
 class ControllerChannel:
@@ -125,36 +173,38 @@ class ControllerChannel:
     def __init__(self, client: Client, topic: str, deliver: Callable[[dict[str, Any]], None]):
         self._client = client
         self.topic = topic
-        self._queues: dict[str, Queue] = {}
+        self._lock = threading.Lock()
+        self._unsent: list[tuple[str, dict[str, Any]]] = []  # (attempt, answer)
         client.subscribe_topic(topic, lambda event: deliver(event[1]))
 
     def reply(self, message: dict[str, Any], payload: dict[str, Any]) -> None:
-        """Answer the request ``message`` without waiting (its task made the queue already)."""
-        loop = self._client.loop
-        assert loop is not None
-        loop.add_callback(self._client.scheduler.queue_put, name=message["reply_to"], data=payload)
+        """Answer the request ``message`` without waiting."""
+        self._post([(message["reply_to"], payload)])
 
     def cancel(self, attempts: list[str], reason: str) -> None:
         """Tell the waiting requests (if any) of these attempts that their trial was given up."""
-        for attempt in attempts:
-            self._post(_queue_name(self.topic, attempt), {"cancel": reason})
+        self._post([(attempt, {"cancel": reason}) for attempt in attempts])
 
-    def _post(self, name: str, payload: dict[str, Any]) -> None:
-        queue = self._queues.get(name)
-        if queue is None:
-            queue = self._queues[name] = Queue(name, client=self._client)
-        queue.put(payload)
+    def _post(self, answers: list[tuple[str, dict[str, Any]]]) -> None:
+        """Queue answers; the client's event loop sends all that are queued when it runs, in
+        one event (answers given while it is busy wait for the same event)."""
+        with self._lock:
+            first = not self._unsent
+            self._unsent.extend(answers)
+        if first and answers:
+            loop = self._client.loop
+            assert loop is not None
+            loop.add_callback(self._send)
 
-    def forget(self, attempts: list[str]) -> None:
-        """Release the reply queues of a finished task's attempts."""
-        for attempt in attempts:
-            queue = self._queues.pop(_queue_name(self.topic, attempt), None)
-            if queue is not None:
-                queue.close()
+    async def _send(self) -> None:
+        with self._lock:
+            answers, self._unsent = self._unsent, []
+        if answers:
+            with contextlib.suppress(OSError):  # the cluster is going away: tasks time out
+                await self._client.scheduler.log_event(
+                    topic=_reply_topic(self.topic), msg={"replies": answers}
+                )
 
     def close(self) -> None:
-        for queue in self._queues.values():
-            queue.close()
-        self._queues.clear()
         with contextlib.suppress(ValueError):  # already unsubscribed
             self._client.unsubscribe_topic(self.topic)

@@ -99,7 +99,7 @@ class _Task:
     """A submitted dask task; it holds a trial once it has started and asked for one."""
 
     key: str
-    future: Future
+    future: Future | None = None  # set once submitted
     trial: MirroredTrial | None = None
     next_seq: dict[str, int] = dataclasses.field(default_factory=dict)
     parked: dict[str, dict[int, dict[str, Any]]] = dataclasses.field(default_factory=dict)
@@ -345,10 +345,9 @@ class Controller:
         # The first tasks of a run bring their first trials with them. A later task (one that
         # replaces a task that ended early) asks when it starts: the worker it lands on may
         # be restarting, or may have lost the objective, and a trial must not fail for that.
-        first = not self._submitted
-        for _ in range(max(0, wanted)):
-            self._submit(with_trial=first)
-        self._submitted = self._submitted or wanted > 0
+        if wanted > 0:
+            self._submit(wanted, with_trials=not self._submitted)
+            self._submitted = True
 
     def _draw_ahead(self) -> None:
         """Draw the next trial while the current ones run, so that a worker that becomes free
@@ -388,25 +387,29 @@ class Controller:
             self._capacity = (slots, now)
         return slots
 
-    def _submit(self, with_trial: bool) -> None:
-        """A new task, with its first trial if ``with_trial``: no round trip when it starts."""
+    def _submit(self, count: int, with_trials: bool) -> None:
+        """``count`` new tasks, in one graph; each with its first trial if ``with_trials``: no
+        round trip when it starts."""
         assert self._client is not None and self._channel is not None
-        key = f"hpo-{self.progress.study}-{uuid.uuid4().hex[:12]}"
-        task = _Task(key=key, future=None)  # type: ignore[arg-type]
-        ticket = self._give(task, self._trial_attrs) if with_trial else None
-        task.future = self._client.submit(
+        tasks = [
+            _Task(key=f"hpo-{self.progress.study}-{uuid.uuid4().hex[:12]}") for _ in range(count)
+        ]
+        tickets = [self._give(t, self._trial_attrs) if with_trials else None for t in tasks]
+        futures = self._client.map(
             run_slot,
-            self._objective_future,
-            self._channel.topic,
-            self._config.reply_timeout,
-            ticket,
-            key=key,
+            [self._objective_future] * count,
+            [self._channel.topic] * count,
+            [self._config.reply_timeout] * count,
+            tickets,
+            key=[t.key for t in tasks],
             pure=False,
             retries=0,
             resources=self._resources,
         )
-        self._tasks[key] = task
-        task.future.add_done_callback(lambda f: self._inbox.put(("done", f)))
+        for task, future in zip(tasks, futures, strict=True):
+            task.future = future
+            self._tasks[task.key] = task
+            future.add_done_callback(lambda f: self._inbox.put(("done", f)))
 
     def _start_trial(self, task: _Task, message: dict[str, Any]) -> None:
         """A task asks for a trial (it started, or ended its last one): give it one, or tell
@@ -635,8 +638,8 @@ class Controller:
         cancelled: bool = False,
         keep: bool = False,
     ) -> None:
-        """Store the trial's end; its task waits for its next trial (``keep``) or is forgotten
-        (a cancelled task keeps its notices)."""
+        """Store the trial's end; its task waits for its next trial (``keep``) or is
+        forgotten."""
         task = self._tasks[key]
         self._settle(task)
         t = task.trial
@@ -646,7 +649,7 @@ class Controller:
         task.waiting_since = None
         self._busy.discard(key)
         if not keep:
-            self._drop(key, keep_queues=cancelled)
+            self._drop(key)
         reason = (attrs or {}).get(FAIL_REASON_KEY, "")
         row = trial_row(frozen, t.number)
         self.rows.append({**row, "w": task.worker, "g": task.gpu, "r": reason})
@@ -725,13 +728,12 @@ class Controller:
                 end=RunState.COMPLETED,
             )
 
-    def _drop(self, key: str, keep_queues: bool = False) -> None:
+    def _drop(self, key: str) -> None:
         task = self._tasks.pop(key)
         self._busy.discard(key)
         self._creating.discard(key)
-        if self._channel is not None and not keep_queues:
-            self._channel.forget(list(task.next_seq))
-        task.future.release()
+        if task.future is not None:
+            task.future.release()
 
     def _is_better(self, value: float) -> bool:
         best = self.progress.best_value
@@ -778,7 +780,7 @@ class Controller:
             if (keys is None or key in keys) and (_idle(task) or not idle_only)
         ]
         if doomed and self._client is not None:
-            self._client.cancel([task.future for _, task in doomed])
+            self._client.cancel([task.future for _, task in doomed if task.future is not None])
         for key, task in doomed:
             if _idle(task):
                 self._drop(key)
