@@ -22,15 +22,23 @@ the start that benchmarks/bench_search.py measured against random search:
   costs one trial;
 - GP's random start is one trial per parameter, at least 5 and at most 10 (Optuna's: 10).
 
+An algorithm whose modules are not loaded yet (GP's PyTorch and SciPy, CMA-ES's ``cmaes``: one
+or two seconds of imports) is loaded on a background thread while the current algorithm goes on
+drawing trials; the switch comes with the first trial after that (at once, blocking, with a
+seed: a seeded study must repeat exactly).
+
 The sampler chosen and the reason are recorded on each trial (``hpo_nb:sampler``) and shown by
 the widget and ``%hpo_status``.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import math
 import statistics
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -58,6 +66,8 @@ SAMPLER_KEY = "hpo_nb:sampler"
 _MAXINT32 = (1 << 31) - 1
 # GP's random start: one trial per parameter, within these bounds.
 GP_STARTUP_MIN, GP_STARTUP_MAX = 5, 10
+# The modules an algorithm loads on its first suggestion (Optuna imports them lazily).
+NEEDS: dict[str, tuple[str, ...]] = {"gp": ("torch", "scipy.stats"), "cmaes": ("cmaes",)}
 
 
 class AutoSampler(BaseSampler):
@@ -87,6 +97,7 @@ class AutoSampler(BaseSampler):
         self._last_sample_seconds = 0.0
         self._history: tuple[int, frozenset[str] | None, bool] = (0, None, True)
         self._middle_trial: int | None = None  # the number of the trial at the middle
+        self._loading: dict[str, threading.Thread] = {}
 
     def _next_seed(self) -> int:
         return int(self._rng.rng.randint(_MAXINT32))
@@ -193,6 +204,24 @@ class AutoSampler(BaseSampler):
         self._history = (len(complete), names, numeric)
         return numeric
 
+    def _loaded(self, name: str) -> bool:
+        """Whether ``name``'s modules are loaded; if not, start loading them (in the background
+        unless seeded)."""
+        loader = self._loading.get(name)
+        if loader is not None:  # a module being imported is in sys.modules already
+            return not loader.is_alive()  # a failed import shows when the algorithm runs
+        missing = [m for m in NEEDS.get(name, ()) if m not in sys.modules]
+        if not missing:
+            return True
+        if self._seed is not None:
+            _import_all(missing)
+            return True
+        loader = self._loading[name] = threading.Thread(
+            target=_import_all, args=(missing,), name=f"hpo_nb-load-{name}", daemon=True
+        )
+        loader.start()
+        return False
+
     def _context_conditional(self) -> bool:
         space = self._context.space
         return bool(space is not None and space.is_conditional)
@@ -200,6 +229,8 @@ class AutoSampler(BaseSampler):
     # -- BaseSampler ---------------------------------------------------------------------------
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         name, reason = self._decide(study)
+        if name != self.choice and not self._loaded(name):
+            name, reason = self.choice, f"loading {name} ({reason})"
         if name != self.choice:
             self._sampler = self._build(name, study)
             self.choice = name
@@ -250,6 +281,14 @@ class AutoSampler(BaseSampler):
     def reseed_rng(self) -> None:
         self._rng.rng.seed()
         self._sampler.reseed_rng()
+
+
+def _import_all(modules: Sequence[str]) -> None:
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return
 
 
 def _middle(distribution: BaseDistribution) -> float | int | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -9,7 +11,7 @@ from optuna.trial import TrialState
 import hpo_nb
 from hpo_nb import HpoError, RunState
 from hpo_nb._algorithms import PRUNERS, SAMPLERS, Context, make_pruner, make_sampler, parse_options
-from hpo_nb._auto import SAMPLER_KEY, AutoSampler
+from hpo_nb._auto import NEEDS, SAMPLER_KEY, AutoSampler
 
 SPACE = {
     "x": {"type": "float", "low": -3.0, "high": 3.0},
@@ -228,11 +230,29 @@ def test_auto_uses_tpe_for_categorical_and_conditional_spaces():
 
 
 def test_auto_leaves_gp_when_a_suggestion_is_too_slow():
+    for module in NEEDS["gp"] + NEEDS["cmaes"]:  # the decision, not the loading (below)
+        importlib.import_module(module)
     sampler = AutoSampler(context=Context(("minimize",)), gp_max_seconds=0.0)
     study = optuna.create_study(sampler=sampler)
     study.optimize(numeric, n_trials=4)
     assert choices(study)[:2] == ["random", "gp"] and choices(study)[-1] == "cmaes"
     assert "too slow here" in sampler.reason
+
+
+def test_auto_loads_an_algorithm_in_the_background_and_samples_meanwhile(tmp_path, monkeypatch):
+    """Unseeded, a switch to an algorithm whose modules are not loaded yet does not stall the
+    trials: they go on with the current algorithm until the loading thread is done."""
+    (tmp_path / "slow_to_load.py").write_text("import time\ntime.sleep(0.5)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(NEEDS, "gp", ("slow_to_load",))
+    sampler = AutoSampler(context=Context(("minimize",)))
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(numeric, n_trials=3)
+    assert choices(study) == ["random"] * 3
+    assert sampler.reason.startswith("loading gp (numeric space")
+    sampler._loading["gp"].join()
+    study.optimize(numeric, n_trials=1)
+    assert choices(study)[-1] == "gp"
 
 
 def test_auto_without_pytorch_uses_tpe_for_numeric_spaces():

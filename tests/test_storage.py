@@ -106,6 +106,27 @@ def test_trials_of_a_dead_session_are_failed_by_the_next_run(any_db, monkeypatch
     assert run.progress.finished_before == 1 and len(trials) == 3
 
 
+def test_new_storages_are_stamped_with_the_schema_version_parsing_migrations_once(
+    tmp_path, monkeypatch
+):
+    from alembic.script import ScriptDirectory
+
+    parses = []
+    original = ScriptDirectory.from_config.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        ScriptDirectory,
+        "from_config",
+        classmethod(lambda cls, config: parses.append(1) or original(cls, config)),
+    )
+    open_storage(f"sqlite:///{tmp_path / 'first.db'}")  # may parse them (once per process)
+    parses.clear()
+    storages = [open_storage(f"sqlite:///{tmp_path / f'db{i}.db'}") for i in range(3)]
+    assert parses == []
+    for storage in storages:  # Optuna's own check: the stamped version is the head
+        storage._version_manager.check_table_schema_compatibility()
+        assert storage.get_current_version() == storage.get_head_version()
+
+
 def test_sqlite_runs_in_wal_mode(tmp_path):
     path = tmp_path / "x.db"
     hpo_nb.run(everything, n_trials=2, storage=str(path), wait=True)  # a bare path works
