@@ -36,6 +36,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+import pickle
 import statistics
 import sys
 import threading
@@ -170,7 +171,7 @@ class AutoSampler(BaseSampler):
                     if set(t.params) == set(space)
                 ]
                 # cmaes' warm start keeps the best tenth of the trials: it needs ten at least.
-                return optuna.samplers.CmaEsSampler(
+                return _CmaEsStartedOnce(
                     seed=seed,
                     source_trials=source if len(source) >= 10 else None,
                     warn_independent_sampling=False,
@@ -281,6 +282,23 @@ class AutoSampler(BaseSampler):
     def reseed_rng(self) -> None:
         self._rng.rng.seed()
         self._sampler.reseed_rng()
+
+
+class _CmaEsStartedOnce(optuna.samplers.CmaEsSampler):
+    """Optuna's CMA-ES, its starting state (warm-started from the trials so far) worked out once.
+
+    Until one of its own trials completes, Optuna's works the start out again for every trial,
+    from every source trial: with 128 trials at once on 500 complete ones, 128 times ~10 ms
+    while workers wait. Each trial gets its own copy (its random state is reseeded per trial
+    anyway)."""
+
+    _start: tuple[Any, bytes] | None = None
+
+    def _init_optimizer(self, trans: Any, direction: optuna.study.StudyDirection) -> Any:
+        key = (trans.bounds.tobytes(), direction)
+        if self._start is None or self._start[0] != key:
+            self._start = (key, pickle.dumps(super()._init_optimizer(trans, direction)))
+        return pickle.loads(self._start[1])
 
 
 def _import_all(modules: Sequence[str]) -> None:

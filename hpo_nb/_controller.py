@@ -170,7 +170,7 @@ class Controller:
         self._last_stop_check = 0.0
         self._last_monitor = 0.0
         self._retries: list[_Retry] = []
-        self._ahead: list[DrawnTrial] = []  # at most one trial drawn before a worker asks
+        self._ahead: list[DrawnTrial] = []  # trials drawn before a worker asks, oldest first
         self._last_ticket = 0.0
         self._draw_at: float | None = None  # when to draw ahead (see _draw_ahead)
         self._doomed: dict[str, tuple[float, _Task]] = {}  # attempt -> (kill time, its task)
@@ -350,24 +350,26 @@ class Controller:
             self._submitted = True
 
     def _draw_ahead(self) -> None:
-        """Draw the next trial while the current ones run, so that a worker that becomes free
-        gets its parameters at once instead of waiting for the sampler."""
+        """Draw the next trials while the current ones run, one per running trial, so that a
+        worker that becomes free gets its parameters at once instead of waiting for the
+        sampler (many trials at once tend to end in bursts: their successors are drawn while
+        the kernel is idle)."""
         p, self._draw_at = self.progress, None
         if (
-            self._ahead
+            len(self._ahead) >= max(1, self._running())
             or self._creating  # records first
             or self._client is None
             or not (self._limits.draw_ahead and self._mirror.can_draw_ahead)
             or self._no_more_trials()
-            or p.counted + self._running() >= p.target
+            or p.counted + self._running() + len(self._ahead) >= p.target
         ):
             return
         # Not at once after a ticket: the sampler would hold the GIL while the client's event
         # loop sends it.
         self._draw_at = self._last_ticket + _SEND_TIME
         if time.monotonic() >= self._draw_at:
-            self._draw_at = None
             self._ahead.append(self._mirror.draw(self._proposals()))
+            self._draw_at = time.monotonic()  # the next one, if wanted, after the inbox
 
     def _proposals(self) -> dict[str, BaseDistribution]:
         """The parameters a new trial will probably ask for (the objective's declared space,
@@ -435,7 +437,7 @@ class Controller:
         # sampler or the storage: the writer thread creates its record meanwhile (before the
         # writes already queued), and the task's next message waits for it (_process).
         drawn = (
-            self._ahead.pop()
+            self._ahead.pop(0)
             if task.retry is None and self._ahead
             else self._mirror.draw(self._proposals())
         )

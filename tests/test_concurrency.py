@@ -117,3 +117,19 @@ def test_values_sampled_ahead_become_params_only_when_asked_for(db):
         assert "fixed_params" not in stored.system_attrs
     finally:
         mirror.close()
+
+
+def test_each_running_trial_has_its_successor_drawn_while_it_runs(db):
+    """Trials that end together (a burst) find their next trials drawn already: the controller
+    draws one per running trial while they run, none beyond the budget, and none in memory
+    becomes a stored trial unless handed out."""
+    run = hpo_nb.run(sleepy, n_trials=6, storage=db, workers=2)
+    controller = run._controller
+    drawn_ahead = []
+    while not controller.done.is_set():
+        drawn_ahead.append(len(controller._ahead))
+        time.sleep(0.01)
+    assert run.state == RunState.COMPLETED
+    assert max(drawn_ahead) == 2  # two running, so two successors; not more
+    study = optuna.load_study(study_name=run.progress.study, storage=db)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
