@@ -70,7 +70,11 @@ class _Replies:
             if replies is None:
                 replies = cls._open[topic] = cls(topic)
             inbox = replies.inboxes[attempt] = queue.SimpleQueue()
-        replies._wait_live(timeout)
+        try:
+            replies._wait_live(timeout)
+        except BaseException:
+            cls.leave(topic, attempt)
+            raise
         return inbox
 
     @classmethod

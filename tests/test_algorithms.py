@@ -272,6 +272,29 @@ def test_auto_avoids_gp_with_many_trials_at_once():
     assert sampler.choice == "cmaes" and "trials at once" in sampler.reason
 
 
+def test_auto_works_out_cma_es_warm_start_once_while_its_first_trials_run(monkeypatch):
+    """Until one of its own trials completes, Optuna's CMA-ES would warm-start again from every
+    source trial for each new trial; auto's does it once, and each trial still gets its own
+    sample."""
+    starts = []
+    original = optuna.samplers.CmaEsSampler._init_optimizer
+    monkeypatch.setattr(
+        optuna.samplers.CmaEsSampler,
+        "_init_optimizer",
+        lambda self, *args: starts.append(1) or original(self, *args),
+    )
+    study, sampler = auto_study(gp_max_concurrency=2)
+    study.optimize(numeric, n_trials=12)  # GP, then CMA-ES warm-started from 12 trials
+    asked = []
+    for _ in range(8):  # asked, not told: none of CMA-ES's own trials completes
+        trial = study.ask()
+        numeric(trial)
+        asked.append(trial.params)
+    assert sampler.choice == "cmaes"
+    assert len(starts) == 1
+    assert len({tuple(p.values()) for p in asked[-5:]}) == 5
+
+
 def test_auto_for_several_objectives():
     study, sampler = auto_study(("minimize", "minimize"), mo_switch=5)
     study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), 8)
