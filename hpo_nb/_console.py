@@ -28,6 +28,7 @@ from ._mirror import _quiet
 from ._objective import Objective, as_objective
 from ._panel import Panel
 from ._progress import Progress
+from ._records import CONFIG_KEY
 from ._rows import discovered, downsample, spec_of, trial_row
 from ._run import Run, run
 from ._run import _positive as positive
@@ -77,8 +78,11 @@ class Console:
         self._display: Any = None
         self.loaded = threading.Event()  # set once the study's trials are in the panel
         self.panel = Panel(self.command)
-        directions = self._directions = self._open(handle)
-        config = {**_DEFAULTS, **self._recorded_config()}
+        directions, attrs = self._open(handle)
+        self._directions = directions
+        self._parent = attrs.get(lifecycle.PARENT_KEY)
+        recorded = attrs.get(CONFIG_KEY) or {}
+        config = {**_DEFAULTS, **{k: recorded[k] for k in EDITABLE if recorded.get(k) is not None}}
         config.update({k: v for k, v in options.items() if k in EDITABLE and v is not None})
         self.panel.config = config
         self.panel.options = _options()
@@ -114,10 +118,13 @@ class Console:
         return self._run
 
     # -- what the panel shows ----------------------------------------------------------------
-    def _open(self, handle: Run | None) -> tuple[str, ...]:
-        """The study's directions and parent; a one-line error if there is nothing to show."""
+    def _open(self, handle: Run | None) -> tuple[tuple[str, ...], dict[str, Any]]:
+        """The study's directions and system attributes; a one-line error if there is nothing
+        to show. A run's are read through its own storage (no second connection)."""
+        if handle is not None:
+            directions = tuple(d.name.lower() for d in handle.study.directions)
+            return directions, handle._study_attrs()
         rdb = open_storage(self._url)
-        self._parent = None
         try:
             study_id = rdb.get_study_id_from_name(self._name)
         except KeyError:
@@ -126,9 +133,9 @@ class Console:
                     f"{self._name!r} is neither an objective nor a study in "
                     f"{display_url(self._url)}: define it with %%hpo_objective {self._name}"
                 ) from None
-            return self._objective.directions
-        self._parent = rdb.get_study_system_attrs(study_id).get(lifecycle.PARENT_KEY)
-        return tuple(d.name.lower() for d in rdb.get_study_directions(study_id))
+            return self._objective.directions, {}
+        directions = tuple(d.name.lower() for d in rdb.get_study_directions(study_id))
+        return directions, rdb.get_study_system_attrs(study_id)
 
     def _read(self) -> None:
         """Read the study's finished trials from the storage, then show them."""
@@ -165,10 +172,6 @@ class Console:
         self._maybe_importance()
         self._set_can()
         self.loaded.set()
-
-    def _recorded_config(self) -> dict[str, Any]:
-        config = lifecycle.recorded_config(self._name, self._url)
-        return {k: config[k] for k in EDITABLE if config.get(k) is not None}
 
     def _show_space(self) -> None:
         if self._declared is not None:

@@ -204,6 +204,10 @@ class Controller:
         rows = (trial_row(t, self._mirror.storage_number(t.number)) for t in trials)
         return [r for r in rows if r["n"] not in mine]
 
+    def study_attrs(self) -> dict[str, Any]:
+        """The study's system attributes, read through the run's own storage."""
+        return self._mirror.read_study_attrs()
+
     def distributions(self) -> dict[str, BaseDistribution]:
         """Each parameter of the study's finished trials, with its latest distribution."""
         return dict(self._mirror.distributions)

@@ -15,6 +15,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from . import _interrupts as interrupts
 from . import _lifecycle as lifecycle
 from ._algorithms import PRUNERS, SAMPLERS, parse_options
 from ._console import Console
@@ -254,10 +255,12 @@ class HpoMagics(Magics):
         """
         args = parse_argstring(self.hpo_run, line)
         objective = self._objective(args.name)
-        with _usage_errors():
-            declared = _directions(args)
-            handle = run(as_objective(objective, declared), args.n_trials, **self._options(args))
-        return self._show(handle, args)
+        with interrupts.watch():  # one Ctrl-C, even one Python dropped, stops a --wait run
+            with _usage_errors():
+                declared = _directions(args)
+                options = self._options(args)
+                handle = run(as_objective(objective, declared), args.n_trials, **options)
+            return self._show(handle, args)
 
     @magic_arguments()
     @argument("study", help="the study to run again, with the configuration it last ran with")
@@ -278,11 +281,12 @@ class HpoMagics(Magics):
             **{k: v for k, v in self._user_ns.items() if callable(v)},
             **self.objectives,
         }
-        with _usage_errors():
-            handle = lifecycle.resume(
-                args.study, known, args.storage, args.n_trials, retry_failed=args.retry_failed
-            )
-        return self._show(handle, args)
+        with interrupts.watch():
+            with _usage_errors():
+                handle = lifecycle.resume(
+                    args.study, known, args.storage, args.n_trials, retry_failed=args.retry_failed
+                )
+            return self._show(handle, args)
 
     @magic_arguments()
     @argument("name", help="an objective (%%%%hpo_objective) or an existing study")
@@ -329,7 +333,8 @@ class HpoMagics(Magics):
             handle._show_in_cell(getattr(self.shell, "execution_count", None))
         except KeyboardInterrupt:  # before --wait took over: stop as it would have
             if args.wait:
-                handle.stop(reason="interrupted").wait()
+                with contextlib.suppress(KeyboardInterrupt):  # the wait raises it again
+                    handle.stop(reason="interrupted").wait()
             raise
         if args.output:
             self._user_ns[args.output] = handle

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import os
 import threading
+import time
 import types
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +18,7 @@ import cloudpickle
 import optuna
 from optuna.storages import RDBStorage
 
+from . import _interrupts as interrupts
 from ._algorithms import Context, make_pruner, make_sampler
 from ._cluster import get_client
 from ._controller import Controller, Limits
@@ -70,17 +73,18 @@ class Run:
 
     def wait(self, timeout: float | None = None) -> Run:
         """Block until the run ends (or ``timeout`` seconds pass); Ctrl-C stops it cleanly."""
-        try:
-            self._controller.done.wait(timeout)
-        except KeyboardInterrupt:
-            self.stop(reason="interrupted")
-            while True:
-                try:
-                    self._controller.done.wait(60)
-                    break
-                except KeyboardInterrupt:  # a second Ctrl-C: the stop is already under way
-                    continue
-            raise
+        done = self._controller.done
+        with interrupts.watch() as ctrl_c:
+            try:
+                interrupts.wait(done, timeout, ctrl_c)
+            except KeyboardInterrupt:
+                self.stop(reason="interrupted")
+                deadline = time.monotonic() + 60
+                while not done.is_set() and time.monotonic() < deadline:
+                    with contextlib.suppress(KeyboardInterrupt):  # the stop is under way
+                        done.wait(deadline - time.monotonic())
+                ctrl_c.clear()
+                raise
         return self
 
     def stop(self, *, graceful: bool = False, reason: str = "stopped by user") -> Run:
@@ -166,6 +170,9 @@ class Run:
     def __repr__(self) -> str:
         return f"<hpo_nb.Run {self.progress.summary()}>"
 
+    def _study_attrs(self) -> dict[str, Any]:
+        return self._controller.study_attrs()
+
     # -- display -----------------------------------------------------------------------------
     @functools.cached_property
     def console(self) -> Console:
@@ -217,6 +224,7 @@ def _positive(name: str, value: Any, kind: type = int) -> Any:
     return value
 
 
+@interrupts.watched  # a Ctrl-C while it starts, lost or not, stops a run with wait=True
 def run(
     objective: Objective | Callable[[Any], Any],
     n_trials: int,

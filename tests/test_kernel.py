@@ -129,6 +129,37 @@ def test_interrupt_during_wait_leaves_no_running_trial(kernel):
     assert reply.stdout.strip() == "completed"
 
 
+DROP_A_CTRL_C_AFTER_SHOWING = """
+import signal, weakref, hpo_nb._run as hr
+_show_in_cell = hr.Run._show_in_cell
+def dropping(self, execution_count):
+    # The SIGINT handler runs in a weakref callback, where Python drops its KeyboardInterrupt.
+    _show_in_cell(self, execution_count)
+    while self.progress.running < 2:
+        time.sleep(0.05)
+    class Thing: pass
+    thing = Thing()
+    ref = weakref.ref(thing, lambda _: signal.raise_signal(signal.SIGINT))
+    del thing
+hr.Run._show_in_cell = dropping
+"""
+
+
+def test_a_ctrl_c_that_python_drops_still_stops_a_waiting_cell(kernel):
+    kernel.ok(DROP_A_CTRL_C_AFTER_SHOWING)
+    try:
+        started = time.monotonic()
+        reply = kernel.execute("%hpo_run slow --n-trials 6 --study dropped --wait")
+        assert reply.status == "error" and reply.error["ename"] == "KeyboardInterrupt"
+        assert time.monotonic() - started < 20, "the Ctrl-C ended the cell, not the run"
+    finally:
+        kernel.ok("hr.Run._show_in_cell = _show_in_cell")
+    assert "Exception ignored" in reply.stderr  # Python did drop it
+    trials = study_trials(kernel, "dropped")
+    assert len(trials) >= 2
+    assert {t.system_attrs[FAIL_REASON_KEY] for t in trials} == {"cancelled: interrupted"}
+
+
 def test_resume_counts_the_total(kernel):
     kernel.ok("%hpo_run quad --n-trials 3 --study resumed --wait")
     kernel.ok("%hpo_run quad --n-trials 5 --study resumed --wait -o r3")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import collections
 import math
 import os
+import signal
 import threading
 import time
+import weakref
 
 import optuna
 import pytest
@@ -14,6 +16,7 @@ from optuna.trial import TrialState
 
 import hpo_nb
 from hpo_nb import HpoError, RunState
+from hpo_nb import _interrupts as interrupts
 from hpo_nb._controller import FAIL_REASON_KEY, TRACEBACK_KEY
 
 
@@ -164,6 +167,41 @@ def test_stop_cancels_running_trials_and_frees_the_workers(db, objective, pruner
     # The cancelled objectives left the workers (else they would hold them for two minutes).
     after = hpo_nb.run(curve, n_trials=4, storage=db).wait(timeout=60)
     assert after.state == RunState.COMPLETED
+
+
+def drop_a_ctrl_c():
+    """A Ctrl-C whose KeyboardInterrupt Python prints and drops: its handler runs inside a
+    weakref callback, as it does when the garbage collector happens to run one then."""
+
+    class Thing:
+        pass
+
+    thing = Thing()
+    ref = weakref.ref(thing, lambda _: signal.raise_signal(signal.SIGINT))
+    del thing
+    assert ref() is None
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ctrl_c_python_dropped_still_stops_a_waiting_run(db):
+    """hpo_nb.run(wait=True) and %hpo_run --wait: a Ctrl-C is remembered while they start."""
+    handler = signal.getsignal(signal.SIGINT)
+    with interrupts.watch():
+        run = hpo_nb.run(slow, n_trials=10, storage=db, workers=2)
+        wait_until_running(run)
+        drop_a_ctrl_c()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            run.wait(timeout=20)
+    assert time.monotonic() - started < 20, "the wait ended with the Ctrl-C, not the run"
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert run.state == RunState.STOPPED and run.reason == "interrupted"
+    trials = trials_of(db, "slow")
+    assert trials and {t.system_attrs[FAIL_REASON_KEY] for t in trials} == {
+        "cancelled: interrupted"
+    }
+    # Forgotten once raised: the next wait runs to the end.
+    assert hpo_nb.run(curve, n_trials=3, storage=db).wait().state == RunState.COMPLETED
 
 
 def test_graceful_stop_lets_running_trials_finish(db):
