@@ -35,6 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from . import _writes as writes
 from ._archive import load_trials
+from ._records import GIVEN_KEY
 
 __all__ = ["DrawnTrial", "Mirror", "MirroredTrial"]
 
@@ -231,8 +232,10 @@ class Mirror:
         The future is done once the record exists (its storage number is known then), after
         every earlier write."""
 
+        attrs = {**(attrs or {}), **_given(drawn)}
+
         def create(conn: sqlalchemy.Connection) -> MirroredTrial:  # on the writer thread
-            storage_id, number = self._create_trial(conn, drawn.waiting_id, dict(attrs or {}))
+            storage_id, number = self._create_trial(conn, drawn.waiting_id, attrs)
             self._numbers[drawn.trial.number] = number  # read only once the controller has it
             return MirroredTrial(
                 drawn.trial, storage_id, number, drawn.fixed_params, drawn.proposed
@@ -411,6 +414,15 @@ class _Writer:
             return
         for item, result in zip(batch, results, strict=True):
             item[-1].set_result(result)
+
+
+def _given(drawn: DrawnTrial) -> dict[str, Any]:
+    """The values a trial starts with (relative, enqueued and proposed), as a system attribute:
+    a retry of the trial after its kernel died runs with them (see ``retry_params``)."""
+    proposed = {name: value for name, (_, value) in drawn.proposed.items()}
+    values = {**drawn.trial.relative_params, **proposed, **drawn.fixed_params}
+    kept = {k: v for k, v in values.items() if v is None or isinstance(v, (str, int, float))}
+    return {GIVEN_KEY: kept} if kept else {}
 
 
 def _settle(future: Future, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:

@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 __all__ = [
     "CONFIG_KEY",
     "FAIL_REASON_KEY",
+    "GIVEN_KEY",
     "RECORD_KEY",
     "STOP_KEY",
     "TRACEBACK_KEY",
@@ -37,6 +38,7 @@ __all__ = [
     "Owner",
     "effective_state",
     "recover",
+    "retry_params",
     "session",
 ]
 
@@ -46,6 +48,7 @@ RECORD_KEY = "hpo_nb:record"
 CONFIG_KEY = "hpo_nb:config"
 STOP_KEY = "hpo_nb:stop"
 TRIAL_KEY = "hpo_nb:trial"
+GIVEN_KEY = "hpo_nb:given"  # the values a trial was given as it started (see retry_params)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +149,13 @@ def recover(study: optuna.Study, rdb: RDBStorage, grace: float) -> list[FrozenTr
     }
     gone = [t for t in running if t._trial_id not in still]
     return gone
+
+
+def retry_params(t: FrozenTrial) -> dict[str, Any]:
+    """The parameters to run an orphan again with: those the storage has, and the values it
+    was given as it started for the rest (its kernel may have died before its worker told
+    the kernel which it used)."""
+    return {**(t.system_attrs.get(GIVEN_KEY) or {}), **t.params}
 
 
 def _fail(rdb: RDBStorage, trial_id: int, reason: str) -> None:

@@ -26,7 +26,7 @@ from ._errors import HpoError
 from ._mirror import Mirror
 from ._objective import Objective, as_objective, parse_directions
 from ._progress import Progress, RunState
-from ._records import CONFIG_KEY, recover
+from ._records import CONFIG_KEY, recover, retry_params
 from ._settings import settings
 from ._space import SearchSpace
 from ._storage import display_url, load_or_create_study, open_storage, storage_url
@@ -324,7 +324,7 @@ def run(
         for config in seeds:  # known-good configurations, once each
             optuna_study.enqueue_trial(config, skip_if_exists=True)
         for orphan in orphans if retry_failed else []:  # again, beside the failed attempt
-            optuna_study.enqueue_trial(orphan.params, skip_if_exists=False)
+            optuna_study.enqueue_trial(retry_params(orphan), skip_if_exists=False)
         _record_config(
             rdb,
             optuna_study,

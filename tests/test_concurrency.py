@@ -14,6 +14,7 @@ import hpo_nb
 from hpo_nb import RunState
 from hpo_nb._controller import FAIL_REASON_KEY
 from hpo_nb._mirror import Mirror
+from hpo_nb._records import retry_params
 from hpo_nb._storage import open_storage
 
 SPECIAL = {3: math.inf, 4: -math.inf, 5: math.nan}
@@ -117,6 +118,28 @@ def test_values_sampled_ahead_become_params_only_when_asked_for(db):
         assert "fixed_params" not in stored.system_attrs
     finally:
         mirror.close()
+
+
+def test_a_trial_records_the_values_it_was_given_for_its_retry(db):
+    """A trial whose kernel dies before its worker reported the values it used (they travel
+    with its next message) still has them in its record: ``--retry-failed`` runs them again."""
+    optuna.create_study(study_name="given", storage=db)
+    sampler = optuna.samplers.RandomSampler(seed=2)
+    mirror = Mirror(open_storage(db), "given", sampler, optuna.pruners.NopPruner())
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    try:
+        t = mirror.create(mirror.draw(space)).result()
+        mirror.flush()
+    finally:
+        mirror.close()
+    (orphan,) = optuna.load_study(study_name="given", storage=db).trials
+    assert orphan.state == TrialState.RUNNING and orphan.params == {}
+    assert retry_params(orphan) == {"x": t.proposed["x"][1]}
+    # What the storage has wins over what was given.
+    stored = optuna.trial.create_trial(
+        params={"x": 0.5}, distributions=space, value=1.0, system_attrs=orphan.system_attrs
+    )
+    assert retry_params(stored) == {"x": 0.5}
 
 
 def test_each_running_trial_has_its_successor_drawn_while_it_runs(db):
