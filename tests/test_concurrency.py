@@ -99,7 +99,7 @@ def test_a_new_trial_is_written_before_the_queued_writes(db):
 def test_values_sampled_ahead_become_params_only_when_asked_for(db):
     """A trial drawn ahead carries independent samples for the known parameters; one that
     the objective asks for with that distribution is stored as the trial's, and the others
-    leave no trace."""
+    are no params of it (only the values it was given, ``hpo_nb:given``, list them)."""
     optuna.create_study(study_name="ahead", storage=db)
     mirror = Mirror(
         open_storage(db), "ahead", optuna.samplers.RandomSampler(seed=1), optuna.pruners.NopPruner()
