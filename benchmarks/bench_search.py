@@ -5,10 +5,13 @@ runs are instances x seeds, COCO's own notion of repetitions) and tuning tasks o
 ship with scikit-learn (cross-validated loss with fixed folds and models, so deterministic;
 nothing is cached): HistGradientBoosting and an RBF SVC on breast_cancer (numeric), kernel ridge
 on diabetes and a scaler + logistic regression pipeline on breast_cancer (with categorical
-parameters, where ``auto`` takes TPE). Samplers are built by hpo_nb's own factory
+parameters). Samplers are built by hpo_nb's own factory
 (``make_sampler(name, seed=s, context=Context(n_trials=N))``) and run in memory with
 ``optuna.create_study`` + ``study.optimize``; hyperopt's TPE (``fmin`` with ``tpe.suggest``, its
-defaults) is the outside peer, on the equivalent space.
+defaults) is the outside peer, on the equivalent space. ``qmc`` is Sobol scrambled with the
+run's seed; ``qmc-unscrambled`` is Optuna's default, which ignores the seed and draws the same
+points on every run (the first at every lower bound, the second at every middle): one sequence,
+reported but not a sample of runs, so not held against ``auto``.
 
 The metric, per run: random search (hpo_nb's ``random``, seed s) with budget N ends with best
 value r*. A method run with the same seed on the same problem reaches r* first at trial k
@@ -27,13 +30,16 @@ full history (no early stop) on one BBOB problem and reports them by stretch of 
 ``auto`` also unseeded, where its cost guard applies.
 
 Everything runs in one process on one thread (BLAS, OpenMP and PyTorch pinned to one thread).
-``gp`` runs on BBOB instance 1 only by default (its cost grows with the history; ``auto`` runs
-everywhere); ``nsga3`` is left out by default (for one objective it draws nsga2's trials).
+Every method runs on every problem and seed (15 runs per BBOB task and per scikit-learn task:
+with fewer, the best of five samplers' medians is mostly the luckiest one, and ``auto`` is
+held against it); ``--gp-instances`` limits ``gp``, whose cost grows with the history, to some BBOB
+instances. ``nsga3`` is left out by default (for one objective it draws nsga2's trials).
 
     python benchmarks/bench_search.py [--budget 200] [--ml-budget 100] [--seeds 5]
-        [--functions 1,8,10,15,21] [--dims 2,5,10] [--instances 1,2] [--gp-instances 1]
-        [--ml-tasks hgb,svc,kernel_ridge,logreg] [--cost-trials 300] [--cost-problem 15,10]
-        [--methods random,tpe,gp,cmaes,qmc,nsga2,auto,hyperopt]
+        [--ml-seeds 15] [--functions 1,8,10,15,21] [--dims 2,5,10] [--instances 1,2,3]
+        [--gp-instances 1,2,3] [--ml-tasks hgb,svc,kernel_ridge,logreg] [--cost-trials 300]
+        [--cost-problem 15,10]
+        [--methods random,tpe,gp,cmaes,qmc,nsga2,auto,hyperopt,qmc-unscrambled]
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,9 +63,16 @@ import optuna
 from hpo_nb._algorithms import Context, make_sampler
 
 # nsga3 is left out by default: for one objective it draws the same trials as nsga2.
-METHODS = ("random", "tpe", "gp", "cmaes", "qmc", "nsga2", "auto", "hyperopt")
+METHODS = ("random", "tpe", "gp", "cmaes", "qmc", "nsga2", "auto", "hyperopt", "qmc-unscrambled")
 # The single Optuna samplers auto is held against (random search is the baseline and control).
 SINGLE = ("tpe", "gp", "cmaes", "qmc", "nsga2", "nsga3")
+# A method's sampler: hpo_nb's name and options. ``qmc`` is scrambled, so that each seed draws
+# its own sequence; Optuna's default (``scramble=False``) ignores the seed: the same points on
+# every run, so its "median over runs" is one run, shown apart and not held against auto.
+SAMPLER_OF: dict[str, tuple[str, dict[str, Any]]] = {
+    "qmc": ("qmc", {"scramble": True}),
+    "qmc-unscrambled": ("qmc", {}),
+}
 CONTROL_SEED = 10_000
 UNSEEDED = "auto (no seed)"
 BAD_VALUE = 1e10  # stands for a non-finite loss, for both Optuna and hyperopt
@@ -72,6 +85,7 @@ SMOKE = [
     "--budget=12",
     "--ml-budget=5",
     "--seeds=1",
+    "--ml-seeds=1",
     "--functions=1",
     "--dims=2",
     "--instances=1",
@@ -289,7 +303,8 @@ class Trace:
 
 def run_optuna(name: str, problem: Problem, seed: int | None, budget: int, target: float) -> Trace:
     """hpo_nb's sampler ``name`` until it reaches ``target`` (-inf: the full budget)."""
-    sampler = make_sampler(name, seed=seed, context=Context(n_trials=budget))
+    name, options = SAMPLER_OF.get(name, (name, {}))
+    sampler = make_sampler(name, seed=seed, options=options, context=Context(n_trials=budget))
     study = optuna.create_study(sampler=sampler, direction="minimize")
     trace = Trace()
     evaluate = trace.timed(problem.evaluate)
@@ -382,15 +397,19 @@ class Result:
 
 
 def measure(
-    problems: Sequence[Problem], methods: Sequence[str], seeds: int, gp_instances: Sequence[int]
+    problems: Sequence[Problem],
+    methods: Sequence[str],
+    seeds: Mapping[str, int],
+    gp_instances: Sequence[int] | None,
 ) -> list[Result]:
     """Every method on every problem and seed, against random search with the same seed
     (``gp`` on BBOB only on ``gp_instances``: its cost grows with the history)."""
     results = []
     for problem in problems:
-        skip = {"gp"} if problem.instance and problem.instance not in gp_instances else set()
+        gp_skips = gp_instances is not None and problem.instance not in gp_instances
+        skip = {"gp"} if problem.instance and gp_skips else set()
         seconds = {m: 0.0 for m in methods if m not in skip}
-        for seed in range(seeds):
+        for seed in range(seeds[problem.suite]):
             baseline = run_optuna("random", problem, seed, problem.budget, -math.inf)
             target = min(baseline.values)
             for method in seconds:
@@ -403,7 +422,7 @@ def measure(
                     Result(method, problem.task, problem.suite, run, problem.budget, k, trace.waits)
                 )
         spent = " ".join(f"{m} {s:.1f}" for m, s in seconds.items())
-        print(f"{problem.id}, {seeds} seeds, seconds: {spent}", file=sys.stderr)
+        print(f"{problem.id}, {seeds[problem.suite]} seeds, seconds: {spent}", file=sys.stderr)
     return results
 
 
@@ -644,12 +663,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=int, default=200, help="trials per BBOB run")
     parser.add_argument("--ml-budget", type=int, default=100, help="trials per sklearn run")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per BBOB problem")
+    parser.add_argument("--ml-seeds", type=int, default=15, help="seeds per sklearn task")
     parser.add_argument("--functions", type=_ints, default=[1, 8, 10, 15, 21])
     parser.add_argument("--dims", type=_ints, default=[2, 5, 10])
-    parser.add_argument("--instances", type=_ints, default=[1, 2])
+    parser.add_argument("--instances", type=_ints, default=[1, 2, 3])
     parser.add_argument(
-        "--gp-instances", type=_ints, default=[1], help="the BBOB instances gp runs on"
+        "--gp-instances", type=_ints, default=None, help="the BBOB instances gp runs on (all)"
     )
     parser.add_argument("--ml-tasks", type=_names, default=list(ML_TASKS), help=", ".join(ML_TASKS))
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -677,7 +697,8 @@ def run_all(args: argparse.Namespace, methods: list[str]) -> tuple[list[Result],
     problems += sklearn_problems(args.ml_tasks, args.ml_budget)
     if {"gp", "auto"} & set(methods) and importlib.util.find_spec("torch"):
         warm_up_gp()
-    results = measure(problems, methods, args.seeds, args.gp_instances)
+    seeds = {"bbob": args.seeds, "sklearn": args.ml_seeds}
+    results = measure(problems, methods, seeds, args.gp_instances)
     if not args.cost_trials:
         return results, {}
     f, d = args.cost_problem
@@ -689,6 +710,12 @@ def warm_up_gp() -> None:
     """One GP fit first: its one-time start (lazy imports, about a second) is not a suggestion."""
     study = optuna.create_study(sampler=make_sampler("gp", seed=0))
     study.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2, n_trials=12)
+
+
+def _gp_runs(gp_instances: Sequence[int] | None) -> str:
+    if gp_instances is None:
+        return "every method on every run"
+    return f"every method on every run, but `gp` on BBOB only on instance(s) {gp_instances}"
 
 
 def report(
@@ -708,9 +735,9 @@ def report(
         "`random (control)`: a second random search). "
         f"BBOB: functions {args.functions}, dimensions {args.dims}, instances {args.instances}, "
         f"N = {args.budget}; scikit-learn: {', '.join(args.ml_tasks) or 'none'}, "
-        f"N = {args.ml_budget}; {args.seeds} seeds per problem; every method on every run, but "
-        f"`gp` on BBOB only on instance(s) {args.gp_instances} (its cost grows with the "
-        f"history); one thread; {elapsed / 60:.1f} min in all.",
+        f"N = {args.ml_budget}; seeds: {args.seeds} per BBOB problem, {args.ml_seeds} per "
+        f"scikit-learn task; {_gp_runs(args.gp_instances)}; one thread; "
+        f"{elapsed / 60:.1f} min in all.",
         "",
         *summary_table(results, methods, suites),
         "",

@@ -2,19 +2,23 @@
 
 The rules (first that applies), after the first complete trial (before it: random):
 
-1. categorical or conditional parameters -> ``tpe`` (multivariate, constant liar);
+1. conditional parameters -> ``tpe`` (multivariate, constant liar, grouped);
 2. several objectives -> ``tpe`` up to ``mo_switch`` complete trials, then ``nsga2``
    (``nsga3`` from four objectives), the population-based algorithms that need a large budget;
-3. one objective over a numeric space -> ``gp`` (the most sample-efficient) while it is cheap:
-   fewer than ``gp_max_trials`` complete trials, at most ``gp_max_concurrency`` trials running
-   (GP has no constant liar), and, unless a seed asks for exact reproducibility, its last
-   suggestion took under ``gp_max_seconds`` and under a tenth of a trial's median duration
-   divided by the trials running at once (the sampler must never be what workers wait for);
-   then ``cmaes`` warm-started from the complete trials (a large-budget numeric optimizer whose
-   cost does not grow with history), or ``tpe`` when PyTorch is not installed for GP.
+3. one objective -> ``gp`` (the most sample-efficient; Optuna's models categorical parameters
+   too) while it is cheap: fewer than ``gp_max_trials`` complete trials, at most
+   ``gp_max_concurrency`` trials running (GP has no constant liar), and, unless a seed asks for
+   exact reproducibility, its last suggestion took under ``gp_max_seconds`` and under a tenth of
+   a trial's median duration divided by the trials running at once (the sampler must never be
+   what workers wait for); then ``cmaes`` warm-started from the complete trials (a large-budget
+   numeric optimizer whose cost does not grow with history) over a numeric space, ``tpe`` over
+   one with categorical parameters (CMA-ES would draw those at random) or when PyTorch is not
+   installed for GP.
 
-These follow Optuna's own AutoSampler (optunahub), with the cost guard added, and two changes to
-the start that benchmarks/bench_search.py measured against random search:
+These follow Optuna's own AutoSampler (optunahub), with the cost guard added, GP kept for
+categorical parameters (Optuna's takes TPE; on the scikit-learn tasks with categorical
+parameters GP needed fewer trials) and two changes to the start that benchmarks/bench_search.py
+measured against random search:
 
 - the first trial the chosen algorithm makes (the second of a study run one trial at a time)
   takes the middle of every numeric range (on the log scale where log; categorical parameters
@@ -96,7 +100,8 @@ class AutoSampler(BaseSampler):
         self.choice = "random"
         self.reason = "no complete trial yet"
         self._last_sample_seconds = 0.0
-        self._history: tuple[int, frozenset[str] | None, bool] = (0, None, True)
+        # (trials checked, their parameters' names, conditional, categorical) so far
+        self._shape: tuple[int, frozenset[str] | None, bool, bool] = (0, None, False, False)
         self._middle_trial: int | None = None  # the number of the trial at the middle
         self._loading: dict[str, threading.Thread] = {}
 
@@ -109,31 +114,35 @@ class AutoSampler(BaseSampler):
         if not complete:
             return "random", "no complete trial yet"
         space = self._context.space
-        numeric = space.is_numeric if space is not None else self._numeric_so_far(complete)
-        if not numeric:
-            return "tpe", "categorical or conditional parameters"
+        if space is not None:
+            conditional, categorical = space.is_conditional, space.has_categorical
+        else:
+            conditional, categorical = self._shape_so_far(complete)
+        if conditional:
+            return "tpe", "conditional parameters"
         n_objectives = len(study.directions)
         if n_objectives > 1:
             if len(complete) < self._mo_switch:
                 return "tpe", f"{n_objectives} objectives, {len(complete)} complete trials"
             algorithm = "nsga2" if n_objectives < 4 else "nsga3"
             return algorithm, f"{n_objectives} objectives, {len(complete)} complete trials"
-        why_not_gp = self._why_not_gp(study, complete)
+        kind = "mixed" if categorical else "numeric"
+        why_not_gp = self._why_not_gp(study, complete, kind)
         if why_not_gp is None:
-            return "gp", f"numeric space, {len(complete)} complete trials"
-        after = "cmaes" if self._gp_available else "tpe"
+            return "gp", f"{kind} space, {len(complete)} complete trials"
+        after = "cmaes" if self._gp_available and not categorical else "tpe"
         return after, why_not_gp
 
-    def _why_not_gp(self, study: Study, complete: list[FrozenTrial]) -> str | None:
+    def _why_not_gp(self, study: Study, complete: list[FrozenTrial], kind: str) -> str | None:
         if not self._gp_available:
-            return "numeric space; gp needs PyTorch and SciPy"
+            return f"{kind} space; gp needs PyTorch and SciPy"
         if self.choice not in ("random", "gp"):
             return self.reason  # no way back once switched: keep saying why it switched
         if len(complete) >= self._gp_max_trials:
-            return f"numeric space, {len(complete)} complete trials: gp would grow too slow"
+            return f"{kind} space, {len(complete)} complete trials: gp would grow too slow"
         running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         if running > self._gp_max_concurrency:
-            return f"numeric space, {running} trials at once: gp has no constant liar"
+            return f"{kind} space, {running} trials at once: gp has no constant liar"
         if self._seed is None and self.choice == "gp":
             seconds = self._last_sample_seconds
             durations = [
@@ -143,7 +152,7 @@ class AutoSampler(BaseSampler):
             ]
             budget = statistics.median(durations) / 10 / max(1, running) if durations else 0.0
             if seconds > self._gp_max_seconds or (durations and seconds > budget):
-                return f"numeric space: a gp suggestion took {seconds:.2f} s, too slow here"
+                return f"{kind} space: a gp suggestion took {seconds:.2f} s, too slow here"
         return None
 
     def _build(self, name: str, study: Study) -> BaseSampler:
@@ -192,18 +201,18 @@ class AutoSampler(BaseSampler):
             n_params = len(first[0].params) if first else GP_STARTUP_MAX
         return min(GP_STARTUP_MAX, max(GP_STARTUP_MIN, n_params))
 
-    def _numeric_so_far(self, complete: list[FrozenTrial]) -> bool:
-        """Numeric and unconditional, as far as the complete trials show (checked once each)."""
-        checked, names, numeric = self._history
+    def _shape_so_far(self, complete: list[FrozenTrial]) -> tuple[bool, bool]:
+        """(conditional, categorical) as far as the complete trials show (each checked once):
+        conditional when two trials have different parameters."""
+        checked, names, conditional, categorical = self._shape
         for t in complete[checked:]:
-            if not numeric:
-                break
             names = names if names is not None else frozenset(t.params)
-            numeric = set(t.params) == names and not any(
+            conditional = conditional or set(t.params) != names
+            categorical = categorical or any(
                 isinstance(d, CategoricalDistribution) for d in t.distributions.values()
             )
-        self._history = (len(complete), names, numeric)
-        return numeric
+        self._shape = (len(complete), names, conditional, categorical)
+        return conditional, categorical
 
     def _loaded(self, name: str) -> bool:
         """Whether ``name``'s modules are loaded; if not, start loading them (in the background

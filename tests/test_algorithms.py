@@ -220,13 +220,18 @@ def test_auto_uses_gp_for_small_numeric_studies_then_cmaes():
     assert sampler.choice == "cmaes" and "gp would grow too slow" in sampler.reason
 
 
-def test_auto_uses_tpe_for_categorical_and_conditional_spaces():
-    for objective in (categorical, conditional):
-        study, sampler = auto_study()
-        study.optimize(objective, n_trials=12)
-        assert set(choices(study)[1:]) == {"tpe"} or objective is conditional
-        assert sampler.choice == "tpe"
-        assert sampler.reason == "categorical or conditional parameters"
+def test_auto_uses_tpe_for_conditional_spaces():
+    study, sampler = auto_study()
+    study.optimize(conditional, n_trials=12)
+    assert sampler.choice == "tpe" and sampler.reason == "conditional parameters"
+    assert choices(study)[-1] == "tpe"
+
+
+def test_auto_uses_gp_for_categorical_spaces_then_tpe_not_cmaes():
+    study, sampler = auto_study(gp_max_trials=6)
+    study.optimize(categorical, n_trials=10)
+    assert choices(study) == ["random"] + ["gp"] * 5 + ["tpe"] * 4
+    assert sampler.choice == "tpe" and sampler.reason.startswith("mixed space, 6 complete")
 
 
 def test_auto_leaves_gp_when_a_suggestion_is_too_slow():
@@ -309,4 +314,10 @@ def test_auto_reads_a_declarative_space_before_any_trial(db):
     assert run.progress.sampler.startswith("auto: gp (numeric space")
     categorical_space = {**SPACE, "k": ["a", "b"]}
     run = hpo_nb.run(bowl, n_trials=6, study="cat", storage=db, space=categorical_space, wait=True)
-    assert run.progress.sampler == "auto: tpe (categorical or conditional parameters)"
+    assert run.progress.sampler.startswith("auto: gp (mixed space")
+    conditional_space = {
+        **categorical_space,
+        "y": {"type": "float", "low": 0, "high": 1, "when": {"k": "a"}},
+    }
+    run = hpo_nb.run(bowl, n_trials=6, study="if", storage=db, space=conditional_space, wait=True)
+    assert run.progress.sampler == "auto: tpe (conditional parameters)"
