@@ -84,7 +84,7 @@ def test_categorical_parameters_are_left_to_the_algorithm_at_the_middle():
         study = optuna.create_study(sampler=AutoSampler(seed=seed, context=Context()))
         study.optimize(mixed, n_trials=2)
         second = study.trials[1]
-        assert labels(study) == ["random", "tpe"]
+        assert labels(study) == ["random", "gp"]
         assert {k: v for k, v in second.params.items() if k != "kind"} == MIDDLE
         kinds.add(second.params["kind"])
     assert len(kinds) > 1

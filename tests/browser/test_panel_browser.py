@@ -36,8 +36,8 @@ STUDY = "panel_live"
 PANEL = ".hpo-panel"
 ENDED = ("stopped", "completed", "converged", "failed")
 CELL = ".jp-Notebook .jp-Cell"
-# Trials that may still use the old space after Apply: the two running ones, plus any the
-# controller asked for while the command crossed the websocket.
+# Trials that may still use the old space once the run took an edit: the two running ones,
+# and the two the workers hold for their next trial.
 IN_FLIGHT = 4
 
 KERNEL_READY = """() => {
@@ -243,12 +243,16 @@ def test_space_edit_validates_and_applies(
     expect(error).to_have_text("", timeout=10_000)
     expect(apply).to_be_enabled(timeout=10_000)
     url = storage(lab_server, folder)
-    before = max(t.number for t in trials(url))
     apply.click()
 
     # The space the panel shows is the one later trials use.
     expect(row.locator('[data-field="high"]')).to_have_value("-4", timeout=20_000)
     study = page.locator(PANEL).get_attribute("data-study") or STUDY  # a child study if branched
+    if study == STUDY:  # narrowed in place: from the moment the run says it took the edit
+        open_tab(page, "events")
+        events = page.locator(f"{PANEL} .hpo-view[data-view=events]")
+        expect(events).to_contain_text("later trials use the edited search space", timeout=20_000)
+    before = max(t.number for t in trials(url))
     wait_finished(page, finished(page) + 3 + IN_FLIGHT)
 
     def later() -> list[optuna.trial.FrozenTrial]:
