@@ -7,13 +7,13 @@ The rules (first that applies), after the first complete trial (before it: rando
    (``nsga3`` from four objectives), the population-based algorithms that need a large budget;
 3. one objective -> ``gp`` (the most sample-efficient; Optuna's models categorical parameters
    too) while it is cheap: fewer than ``gp_max_trials`` complete trials, at most
-   ``gp_max_concurrency`` trials running (GP has no constant liar), and, unless a seed asks for
-   exact reproducibility, its last suggestion took under ``gp_max_seconds`` and under a tenth of
-   a trial's median duration divided by the trials running at once (the sampler must never be
-   what workers wait for); then ``cmaes`` warm-started from the complete trials (a large-budget
-   numeric optimizer whose cost does not grow with history) over a numeric space, ``tpe`` over
-   one with categorical parameters (CMA-ES would draw those at random) or when PyTorch is not
-   installed for GP.
+   ``gp_max_concurrency`` trials running (its batch acquisition over the running trials' points
+   grows slow with many), and, unless a seed asks for exact reproducibility, its last
+   suggestion took under ``gp_max_seconds`` and under a tenth of a trial's median duration
+   divided by the trials running at once (the sampler must never be what workers wait for);
+   then ``cmaes`` warm-started from the complete trials (a large-budget numeric optimizer whose
+   cost does not grow with history) over a numeric space, ``tpe`` over one with categorical
+   parameters (CMA-ES would draw those at random) or when PyTorch is not installed for GP.
 
 These follow Optuna's own AutoSampler (optunahub), with the cost guard added, GP kept for
 categorical parameters (Optuna's takes TPE; on the scikit-learn tasks with categorical
@@ -142,7 +142,7 @@ class AutoSampler(BaseSampler):
             return f"{kind} space, {len(complete)} complete trials: gp would grow too slow"
         running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         if running > self._gp_max_concurrency:
-            return f"{kind} space, {running} trials at once: gp has no constant liar"
+            return f"{kind} space, {running} trials at once: too many for gp's batch acquisition"
         if self._seed is None and self.choice == "gp":
             seconds = self._last_sample_seconds
             durations = [
@@ -163,7 +163,7 @@ class AutoSampler(BaseSampler):
                 return HistoryTPESampler(
                     seed=seed,
                     multivariate=True,
-                    group=self._context_conditional(),
+                    group=self._conditional(),
                     constant_liar=True,
                 )
             if name == "gp":
@@ -232,9 +232,10 @@ class AutoSampler(BaseSampler):
         loader.start()
         return False
 
-    def _context_conditional(self) -> bool:
+    def _conditional(self) -> bool:
+        """Whether the declared space, or else the trials so far, have conditional parameters."""
         space = self._context.space
-        return bool(space is not None and space.is_conditional)
+        return space.is_conditional if space is not None else self._shape[2]
 
     # -- BaseSampler ---------------------------------------------------------------------------
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:

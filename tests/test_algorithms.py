@@ -225,6 +225,7 @@ def test_auto_uses_tpe_for_conditional_spaces():
     study.optimize(conditional, n_trials=12)
     assert sampler.choice == "tpe" and sampler.reason == "conditional parameters"
     assert choices(study)[-1] == "tpe"
+    assert sampler._sampler._group  # TPE's decomposition of a conditional space
 
 
 def test_auto_uses_gp_for_categorical_spaces_then_tpe_not_cmaes():
