@@ -402,8 +402,8 @@ def measure(
     seeds: Mapping[str, int],
     gp_instances: Sequence[int] | None,
 ) -> list[Result]:
-    """Every method on every problem and seed, against random search with the same seed
-    (``gp`` on BBOB only on ``gp_instances``: its cost grows with the history)."""
+    """Every method on every problem and seed (``seeds`` per suite), against random search
+    with the same seed; ``gp`` on BBOB only on ``gp_instances`` (None: on all)."""
     results = []
     for problem in problems:
         gp_skips = gp_instances is not None and problem.instance not in gp_instances

@@ -36,8 +36,8 @@ STUDY = "panel_live"
 PANEL = ".hpo-panel"
 ENDED = ("stopped", "completed", "converged", "failed")
 CELL = ".jp-Notebook .jp-Cell"
-# Trials that may still use the old space once the run took an edit: the two running ones,
-# and the two the workers hold for their next trial.
+# Trials that may still use the old space once the run took an edit: those already handed to
+# the two workers (running, or sent with a task that has not started yet), with a margin.
 IN_FLIGHT = 4
 
 KERNEL_READY = """() => {
