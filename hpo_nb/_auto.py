@@ -24,7 +24,11 @@ measured against random search:
   takes the middle of every numeric range (on the log scale where log; categorical parameters
   are left to the algorithm): tuning ranges are mostly drawn around sensible values, and it
   costs one trial;
-- GP's random start is one trial per parameter, at least 5 and at most 10 (Optuna's: 10).
+- GP's random start is one trial per parameter, at least 5 and at most 10 (Optuna's: 10);
+- GP models the objective's values through a Yeo-Johnson power transform fitted to them (as
+  HEBO does): a few very bad trials (a diverged run, a loss 100 times the best) no longer
+  flatten the model around the good ones. The trials keep their values; only the model sees
+  the transform.
 
 An algorithm whose modules are not loaded yet (GP's PyTorch and SciPy, CMA-ES's ``cmaes``: one
 or two seconds of imports) is loaded on a background thread while the current algorithm goes on
@@ -37,6 +41,7 @@ the widget and ``%hpo_status``.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import math
@@ -49,6 +54,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import (
     BaseDistribution,
@@ -167,7 +173,7 @@ class AutoSampler(BaseSampler):
                     constant_liar=True,
                 )
             if name == "gp":
-                return optuna.samplers.GPSampler(
+                return _GPOnWarpedValues(
                     seed=seed,
                     deterministic_objective=False,
                     n_startup_trials=self._gp_startup(study),
@@ -309,6 +315,50 @@ class _CmaEsStartedOnce(optuna.samplers.CmaEsSampler):
         if self._start is None or self._start[0] != key:
             self._start = (key, pickle.dumps(super()._init_optimizer(trans, direction)))
         return pickle.loads(self._start[1])
+
+
+class _GPOnWarpedValues(optuna.samplers.GPSampler):
+    """Optuna's GP, fitted to the complete trials' values through ``power_warp``."""
+
+    def _sample_relative_impl(
+        self,
+        study: Study,
+        completed_trials: list[FrozenTrial],
+        running_trials: list[FrozenTrial],
+        search_space: dict[str, BaseDistribution],
+    ) -> dict[str, Any]:
+        if len(study.directions) == 1:
+            sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
+            values = sign * np.array([t.value for t in completed_trials], dtype=float)
+            warped = sign * power_warp(values)
+            completed_trials = [
+                _with_value(t, v) for t, v in zip(completed_trials, warped, strict=True)
+            ]
+        return super()._sample_relative_impl(study, completed_trials, running_trials, search_space)
+
+
+def power_warp(losses: np.ndarray) -> np.ndarray:
+    """``losses`` (lower is better) through the Yeo-Johnson transform whose power fits them
+    best: order kept, a long tail of bad values drawn in. Infinite values count as the worst
+    (or best) finite one; fewer than three distinct values are returned as they are."""
+    finite = losses[np.isfinite(losses)]
+    if len(np.unique(finite)) < 3:
+        return losses
+    losses = np.clip(losses, finite.min(), finite.max())
+    import scipy.stats  # loaded with GP (NEEDS)
+
+    centred = (losses - np.median(losses)) / np.std(losses)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        warped = scipy.stats.yeojohnson(centred)[0]
+    return warped if np.all(np.isfinite(warped)) else losses
+
+
+def _with_value(trial: FrozenTrial, value: float) -> FrozenTrial:
+    """A shallow copy of ``trial`` with another value: the study's own trial is left alone."""
+    copied = copy.copy(trial)
+    copied._values = [float(value)]
+    return copied
 
 
 def _import_all(modules: Sequence[str]) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import optuna
 import pytest
 
 from hpo_nb._algorithms import Context
-from hpo_nb._auto import GP_STARTUP_MAX, GP_STARTUP_MIN, SAMPLER_KEY, AutoSampler
+from hpo_nb._auto import GP_STARTUP_MAX, GP_STARTUP_MIN, SAMPLER_KEY, AutoSampler, power_warp
 from hpo_nb._space import SearchSpace
 
 pytest.importorskip("torch")
@@ -98,3 +99,53 @@ def test_trials_started_before_any_completes_stay_random_and_the_next_is_the_mid
     study.optimize(ranges, n_trials=2)
     assert labels(study) == ["random"] * 3 + ["gp", "gp"]
     assert [t.params == MIDDLE for t in study.trials] == [False] * 3 + [True, False]
+
+
+# -- GP's view of the values -----------------------------------------------------------------
+def test_the_power_warp_keeps_the_order_and_draws_in_a_long_tail():
+    rng = np.random.default_rng(0)
+    losses = np.concatenate([0.5 + rng.random(30) / 10, [80.0, 40.0]])
+    warped = power_warp(losses)
+    assert list(np.argsort(warped)) == list(np.argsort(losses))
+    good = losses < 1
+
+    def outlier_spread(v: np.ndarray) -> float:  # the worst one, in spreads of the good ones
+        return float((v.max() - np.median(v[good])) / np.std(v[good]))
+
+    assert outlier_spread(warped) < outlier_spread(losses) / 10
+
+
+def test_the_power_warp_leaves_too_few_values_alone_and_ranks_infinite_ones_last():
+    assert list(power_warp(np.array([1.0, 1.0, 2.0]))) == [1.0, 1.0, 2.0]
+    warped = power_warp(np.array([3.0, np.inf, 1.0, 2.0, -np.inf]))
+    assert np.all(np.isfinite(warped))
+    assert warped[1] == warped.max() and warped[4] == warped.min()
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_gp_is_fitted_to_the_warped_values_and_the_trials_keep_theirs(monkeypatch, direction):
+    from optuna.samplers._gp import sampler as gp_sampler
+
+    fitted: list[np.ndarray] = []
+    fit = gp_sampler.gp.fit_kernel_params
+
+    def spy(*args, **kwargs):
+        fitted.append(np.asarray(kwargs["Y"]).copy())
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(gp_sampler.gp, "fit_kernel_params", spy)
+    sign = 1 if direction == "minimize" else -1
+
+    def heavy_tailed(trial: optuna.Trial) -> float:  # a bowl with a cliff: a long tail
+        x, y = trial.suggest_float("x", -2, 2), trial.suggest_float("y", -2, 2)
+        return sign * (x**2 + y**2 + (100.0 if x > 1 else 0.0))
+
+    study = optuna.create_study(direction=direction, sampler=AutoSampler(seed=0, context=Context()))
+    returned: list[float] = []
+    study.optimize(lambda t: returned.append(heavy_tailed(t)) or returned[-1], n_trials=12)
+    assert [t.value for t in study.trials] == returned  # the study's values are untouched
+    assert fitted, "GP never modelled"
+    before_last = np.array(returned[: len(fitted[-1])])
+    expected = -power_warp(sign * before_last)  # GP maximizes the negated, warped loss
+    expected = (expected - expected.mean()) / expected.std()
+    np.testing.assert_allclose(fitted[-1], expected, rtol=1e-6, atol=1e-9)
