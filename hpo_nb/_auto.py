@@ -357,7 +357,7 @@ def power_warp(losses: np.ndarray) -> np.ndarray:
 def _with_value(trial: FrozenTrial, value: float) -> FrozenTrial:
     """A shallow copy of ``trial`` with another value: the study's own trial is left alone."""
     copied = copy.copy(trial)
-    copied._values = [float(value)]
+    copied.value = float(value)
     return copied
 
 
