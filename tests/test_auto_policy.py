@@ -115,7 +115,7 @@ def test_the_power_warp_keeps_the_order_and_draws_in_a_long_tail():
     assert outlier_spread(warped) < outlier_spread(losses) / 10
 
 
-def test_the_power_warp_leaves_too_few_values_alone_and_ranks_infinite_ones_last():
+def test_the_power_warp_leaves_too_few_values_alone_and_puts_infinite_ones_at_the_ends():
     assert list(power_warp(np.array([1.0, 1.0, 2.0]))) == [1.0, 1.0, 2.0]
     warped = power_warp(np.array([3.0, np.inf, 1.0, 2.0, -np.inf]))
     assert np.all(np.isfinite(warped))
