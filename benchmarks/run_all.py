@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_concurrency  # noqa: E402
+import bench_gpu  # noqa: E402
 import bench_load  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_panel  # noqa: E402
@@ -35,6 +36,7 @@ BENCHMARKS = [
     bench_suggest,
     bench_prune,
     bench_concurrency,
+    bench_gpu,
     bench_panel,
     bench_storage,
     bench_load,
