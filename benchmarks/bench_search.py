@@ -483,17 +483,9 @@ def measure_in_parallel(
 
 
 def _start_worker(warm_up: bool) -> None:
-    """What ``one_thread`` sets, for the worker process's life."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-    torch = _import_torch()
-    if torch:
-        torch.set_num_threads(1)
-    warnings.simplefilter("ignore")
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    logging.getLogger("hyperopt").setLevel(logging.WARNING)
-    if warm_up and torch:
+    """A worker process on one thread, quiet, for its life; GP warmed up if asked."""
+    pin_one_thread()
+    if warm_up and _import_torch():
         warm_up_gp()
 
 
@@ -697,26 +689,39 @@ def verdicts(
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
     """BLAS/OpenMP and PyTorch on one thread; Optuna and hyperopt quiet; restored after."""
+    with warnings.catch_warnings():
+        undo = pin_one_thread()
+        try:
+            yield
+        finally:
+            undo()
+
+
+def pin_one_thread() -> Callable[[], None]:
+    """BLAS/OpenMP and PyTorch on one thread, warnings off, Optuna and hyperopt quiet; returns
+    what undoes it (but the warnings filter: ``one_thread`` restores that)."""
     from threadpoolctl import threadpool_limits
 
+    limits = threadpool_limits(1)
     torch = sys.modules.get("torch") or _import_torch()
     threads = torch.get_num_threads() if torch else None
     verbosity = optuna.logging.get_verbosity()
     hyperopt_log = logging.getLogger("hyperopt")
     level = hyperopt_log.level
+    warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     hyperopt_log.setLevel(logging.WARNING)
-    try:
-        with threadpool_limits(1), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if torch:
-                torch.set_num_threads(1)
-            yield
-    finally:
+    if torch:
+        torch.set_num_threads(1)
+
+    def undo() -> None:
+        limits.restore_original_limits()
         if torch and threads:
             torch.set_num_threads(threads)
         optuna.logging.set_verbosity(verbosity)
         hyperopt_log.setLevel(level)
+
+    return undo
 
 
 def _import_torch() -> Any:
