@@ -7,9 +7,9 @@ training loop's ``loss.item()``, a sync) and reported; no pruner, so every trial
 length. It records when its work began and ended and where it ran (host, process, thread).
 Paths, same objective, same sampler (``--sampler``, TPE), timed one after the other:
 
-1. hpo_nb: ``hpo_nb.run(objective, n_trials, cluster="auto", wait=True)`` on a fresh SQLite file:
-   on a GPU machine a dask-cuda ``LocalCUDACluster``, one worker and one trial at a time per
-   GPU; on a CPU machine a ``LocalCluster`` of ``--workers`` one-thread workers;
+1. hpo_nb: ``hpo_nb.run(objective, n_trials, wait=True)`` on a fresh SQLite file, with
+   ``cluster="cuda"`` on a GPU machine (dask-cuda's ``LocalCUDACluster``: one worker, and one
+   trial at a time, per GPU), else ``cluster="local"`` (``--workers`` one-thread workers);
 2. raw Optuna: ``study.optimize(objective, n_trials, n_jobs=slots)`` on a fresh SQLite file in
    this process (the setup users glue together in a notebook), on GPU 0 (one slot) or on the
    CPU (``--workers`` threads; numpy's matmul releases the GIL).
@@ -34,6 +34,7 @@ matmuls on a ``LocalCluster``, a stand-in that measures hpo_nb's gap, not a GPU'
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import statistics
@@ -176,9 +177,17 @@ class NvmlPoller:
         within = [u for t, u in self._samples if start <= t <= end]
         return statistics.fmean(within) if within else float("nan")
 
-    def close(self) -> None:
+    def __enter__(self) -> NvmlPoller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def polling(kind: str) -> contextlib.AbstractContextManager[NvmlPoller | None]:
+    """An NvmlPoller on a GPU machine; nothing on the CPU."""
+    return NvmlPoller() if kind == "cuda" else contextlib.nullcontext()
 
 
 # -- the paths ---------------------------------------------------------------------------------
@@ -201,14 +210,10 @@ def run_hpo_nb(args: argparse.Namespace, kind: str, folder: Path, rep: int) -> M
         **common,
     )
     url = f"sqlite:///{folder / f'hpo_nb-{rep}.db'}"
-    poller = NvmlPoller() if kind == "cuda" else None
-    try:
+    with polling(kind) as poller:
         run = hpo_nb.run(
             objective, n_trials=args.trials, study="gpu", storage=url, workers=workers, **common
         )
-    finally:
-        if poller:
-            poller.close()
     if run.state != hpo_nb.RunState.COMPLETED:
         raise RuntimeError(f"hpo_nb run ended {run.state.value}: {run.reason}")
     return read_back(url, "gpu", poller)
@@ -234,12 +239,8 @@ def run_optuna(args: argparse.Namespace, kind: str, folder: Path, rep: int) -> M
     with threadpool_limits(1):  # one BLAS thread per slot, as on a dask worker
         study("warmup").optimize(objective, n_trials=WARMUP * slots, n_jobs=slots)
         timed = study("gpu")
-        poller = NvmlPoller() if kind == "cuda" else None
-        try:
+        with polling(kind) as poller:
             timed.optimize(objective, n_trials=args.trials, n_jobs=slots)
-        finally:
-            if poller:
-                poller.close()
     return read_back(url, "gpu", poller)
 
 
