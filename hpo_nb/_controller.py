@@ -149,8 +149,11 @@ class Controller:
         self.rows: list[dict[str, Any]] = []  # this run's finished trials, appended (see _rows)
         self._mirror = mirror
         self._objective = objective
-        space = objective.load().space  # in the kernel: the objective itself, not a copy
-        self._declared = space.distributions() if space is not None else {}
+        loaded = objective.load()  # in the kernel: the objective itself, not a copy
+        self._declared = {
+            **loaded.literal_distributions(),
+            **(loaded.space.distributions() if loaded.space is not None else {}),
+        }
         self._connect = connect
         self._limits = limits
         self._config = config
@@ -376,13 +379,14 @@ class Controller:
             self._draw_at = time.monotonic()  # the next one, if wanted, after the inbox
 
     def _proposals(self) -> dict[str, BaseDistribution]:
-        """The parameters a new trial will probably ask for (the objective's declared space,
-        those of the finished trials, as edited in the panel), sampled when it is drawn: a
-        worker then asks the controller nothing. Not in a seeded run, which keeps Optuna's
-        order of sampling."""
+        """The parameters a new trial will probably ask for (the objective's declared space and
+        literal ``suggest_*`` calls, those of the finished trials, those the running trials
+        asked for, as edited in the panel), sampled when it is drawn: a worker then asks the
+        controller nothing. Not in a seeded run, which keeps Optuna's order of sampling."""
         if not (self._limits.draw_ahead and self._mirror.can_draw_ahead):
             return {}
-        return {**self._declared, **self._mirror.distributions, **self._overrides}
+        mirror = self._mirror
+        return {**self._declared, **mirror.distributions, **mirror.asked, **self._overrides}
 
     def _slots(self) -> int:
         slots, checked = self._capacity
@@ -440,11 +444,11 @@ class Controller:
         # A trial drawn ahead (while others ran) goes out at once, without waiting for the
         # sampler or the storage: the writer thread creates its record meanwhile (before the
         # writes already queued), and the task's next message waits for it (_process).
-        drawn = (
-            self._ahead.pop(0)
-            if task.retry is None and self._ahead
-            else self._mirror.draw(self._proposals())
-        )
+        if task.retry is None and self._ahead:
+            drawn = self._ahead.pop(0)
+            self._mirror.propose(drawn, self._proposals())  # what was learnt since it was drawn
+        else:
+            drawn = self._mirror.draw(self._proposals())
         created = task.created = self._mirror.create(drawn, attrs)
         key = task.key
         self._busy.add(key)

@@ -88,6 +88,9 @@ class Mirror:
         self._numbers: dict[int, int] = {}  # memory number -> storage number
         # Each parameter of the finished trials, with its latest distribution.
         self.distributions: dict[str, BaseDistribution] = {}
+        # Each parameter this run's trials asked for, with the distribution last asked: what
+        # the next trials will probably ask for too, known before any of them finishes.
+        self.asked: dict[str, BaseDistribution] = {}
         # Each trial goes into memory as load_trials builds it (a chunk at a time), by what
         # create_new_trial(template_trial=t) does less its deep copy of t: no one else holds t,
         # the storage copies a trial before it changes one, and the copies took 1.7 s and a
@@ -215,15 +218,30 @@ class Mirror:
         frozen = self._memory.get_trial(memory_id)
         self._persisted_attrs[memory_id] = dict(frozen.system_attrs)
         fixed = dict(frozen.system_attrs.get("fixed_params", {}))
-        proposed = {}
-        if propose:
-            relative, sampler = trial.relative_params, self.study.sampler
-            study = optuna.pruners._filter_study(self.study, frozen)  # what Trial._suggest sees
-            for name, distribution in propose.items():
-                if name not in fixed and name not in relative and not distribution.single():
-                    value = sampler.sample_independent(study, frozen, name, distribution)
-                    proposed[name] = (distribution, value)
-        return DrawnTrial(trial, self._waiting.pop(memory_id, None), fixed, proposed)
+        drawn = DrawnTrial(trial, self._waiting.pop(memory_id, None), fixed)
+        self.propose(drawn, propose or {})
+        return drawn
+
+    def propose(self, drawn: DrawnTrial, propose: dict[str, BaseDistribution]) -> None:
+        """Sample the parameters in ``propose`` that ``drawn`` has no value for (its relative
+        sampling left them out, or it was drawn before they were known) with the sampler's
+        independent sampling, as Optuna would when the trial asks for them."""
+        relative, proposed = drawn.trial.relative_params, drawn.proposed
+        missing = [
+            (name, distribution)
+            for name, distribution in propose.items()
+            if name not in drawn.fixed_params
+            and name not in relative
+            and not distribution.single()
+            and (name not in proposed or proposed[name][0] != distribution)
+        ]
+        if not missing:
+            return
+        frozen = self._memory.get_trial(drawn.trial._trial_id)
+        study = optuna.pruners._filter_study(self.study, frozen)  # what Trial._suggest sees
+        for name, distribution in missing:
+            value = self.study.sampler.sample_independent(study, frozen, name, distribution)
+            proposed[name] = (distribution, value)
 
     def create(
         self, drawn: DrawnTrial, attrs: dict[str, Any] | None = None
@@ -257,6 +275,7 @@ class Mirror:
         """Optuna's suggestion (fixed, relative, proposed or sampled), recorded in both
         places."""
         known = t.trial.params
+        self.asked[name] = distribution
         proposal = t.proposed.pop(name, None)
         if proposal is not None and name not in known and proposal[0] == distribution:
             # Optuna takes a fixed value as it is; the trial's own attribute stays as it was.

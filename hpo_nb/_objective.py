@@ -9,13 +9,23 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import hashlib
+import inspect
 import json
 import keyword
 import linecache
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
 from ._errors import HpoError
 
@@ -62,6 +72,38 @@ class Objective:
         with_params.__name__ = getattr(func, "__name__", self.name)
         return dataclasses.replace(self, func=with_params, space=space)
 
+    def literal_distributions(self) -> dict[str, BaseDistribution]:
+        """The distributions its code asks for in ``suggest_*`` calls whose arguments are all
+        literals, the last call of each name winning: what its trials will probably ask for,
+        known before any of them runs. A guess only (a call may sit in a branch never taken).
+
+        >>> f = objective_from_cell("f", "trial.suggest_int('n', 1, 8, log=True)", {})
+        >>> f.literal_distributions()
+        {'n': IntDistribution(high=8, log=True, low=1, step=1)}
+        """
+        source = self.source
+        if source is None:
+            with contextlib.suppress(OSError, TypeError):
+                source = textwrap.dedent(inspect.getsource(self.func))
+        try:
+            tree = ast.parse(source or "")
+        except SyntaxError:
+            return {}
+        found: dict[str, BaseDistribution] = {}
+        for node in ast.walk(tree):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in _DISTRIBUTION_OF
+            ):
+                continue
+            with contextlib.suppress(ValueError, TypeError, SyntaxError, MemoryError):
+                args = [ast.literal_eval(a) for a in node.args]
+                kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+                if args and isinstance(args[0], str) and len(kwargs) == len(node.keywords):
+                    found[args[0]] = _DISTRIBUTION_OF[node.func.attr](*args, **kwargs)
+        return found
+
     @property
     def filename(self) -> str:
         """The pseudo file name under which tracebacks show the cell's lines."""
@@ -72,6 +114,21 @@ class Objective:
         if self.source is not None:
             lines = self.source.splitlines(keepends=True)
             linecache.cache[self.filename] = (len(self.source), None, lines, self.filename)
+
+
+# Each ``suggest_*`` method of Optuna's trial: its arguments -> the distribution it asks for.
+_DISTRIBUTION_OF: dict[str, Callable[..., BaseDistribution]] = {
+    "suggest_float": lambda name, low, high, *, step=None, log=False: FloatDistribution(
+        low, high, log=log, step=step
+    ),
+    "suggest_int": lambda name, low, high, *, step=1, log=False: IntDistribution(
+        low, high, log=log, step=step
+    ),
+    "suggest_categorical": lambda name, choices: CategoricalDistribution(choices),
+    "suggest_uniform": lambda name, low, high: FloatDistribution(low, high),
+    "suggest_loguniform": lambda name, low, high: FloatDistribution(low, high, log=True),
+    "suggest_discrete_uniform": lambda name, low, high, q: FloatDistribution(low, high, step=q),
+}
 
 
 def parse_directions(direction: str | None, directions: Sequence[str] | None) -> tuple[str, ...]:

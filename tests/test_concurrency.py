@@ -156,3 +156,37 @@ def test_each_running_trial_has_its_successor_drawn_while_it_runs(db):
     assert max(drawn_ahead) == 2  # two running, so two successors; not more
     study = optuna.load_study(study_name=run.progress.study, storage=db)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+
+
+LOW, HIGH = 0.0, 1.0
+
+
+def computed_range(trial):
+    time.sleep(0.2)
+    return trial.suggest_float("x", LOW, HIGH)  # not literal: learnt from the first trials
+
+
+@pytest.mark.parametrize(
+    ("objective", "most_requests"),
+    [(sleepy, 0), (computed_range, 2)],
+    ids=["literal", "computed"],
+)
+def test_trials_get_their_parameters_without_asking(db, monkeypatch, objective, most_requests):
+    """A trial's parameters travel with it, sampled when it was drawn: those of literal
+    ``suggest_*`` calls from the first trial on; others once a running trial has asked for
+    them (the trials drawn ahead meanwhile get them when handed out). Only the first trials
+    on the two workers ask for a computed range."""
+    requests = []
+    process = hpo_nb._controller.Controller._process
+
+    def counting(self, task, message):
+        if message["op"] == "suggest":
+            requests.append(message["name"])
+        return process(self, task, message)
+
+    monkeypatch.setattr(hpo_nb._controller.Controller, "_process", counting)
+    run = hpo_nb.run(objective, n_trials=8, storage=db, workers=2, sampler="random", wait=True)
+    assert run.state == RunState.COMPLETED, run.reason
+    assert len(requests) <= most_requests
+    trials = optuna.load_study(study_name=run.progress.study, storage=db).trials
+    assert len(trials) == 8 and all(0 <= t.params["x"] <= 1 for t in trials)

@@ -95,3 +95,45 @@ def test_plain_functions_become_objectives():
     assert obj(fixed(x=0.5)) == 0.25
     with pytest.raises(HpoError, match="must be callable"):
         as_objective(42)
+
+
+LOW = 0.5
+
+
+def literal_and_computed(trial):
+    depth = trial.suggest_int("depth", 2, 8, step=2)
+    trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    trial.suggest_float("computed", LOW, 1.0)  # not a literal: unknown before it runs
+    if depth > 4:
+        trial.suggest_categorical("act", ["relu", "tanh"])
+    return depth
+
+
+def test_literal_suggest_calls_are_known_before_a_trial_runs():
+    """The ``suggest_*`` calls whose arguments are literals give their distributions (in a
+    branch or not; the last call of a name wins); computed or invalid ones are left out."""
+    cell = (
+        "x = trial.suggest_float('x', -10, 10)\n"
+        "x = trial.suggest_float('x', -5, 5, step=0.5)\n"
+        "k = trial.suggest_int('k', low, 9)\n"
+        "bad = trial.suggest_float('bad', 2, 1)\n"
+        "u = trial.suggest_uniform('u', 0, 1)\n"
+        "q = trial.suggest_discrete_uniform('q', 0, 1, 0.25)\n"
+        "g = trial.suggest_loguniform('g', 1e-3, 1)\n"
+        "x"
+    )
+    found = objective_from_cell("f", cell, {"low": 1}).literal_distributions()
+    dist = optuna.distributions
+    assert found == {
+        "x": dist.FloatDistribution(-5, 5, step=0.5),
+        "u": dist.FloatDistribution(0, 1),
+        "q": dist.FloatDistribution(0, 1, step=0.25),
+        "g": dist.FloatDistribution(1e-3, 1, log=True),
+    }
+    assert as_objective(literal_and_computed).literal_distributions() == {
+        "depth": dist.IntDistribution(2, 8, step=2),
+        "lr": dist.FloatDistribution(1e-4, 1e-1, log=True),
+        "act": dist.CategoricalDistribution(["relu", "tanh"]),
+    }
+    assert as_objective(lambda trial: 0).literal_distributions() == {}
+    assert as_objective(print).literal_distributions() == {}  # no Python source
