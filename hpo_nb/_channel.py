@@ -13,6 +13,7 @@ can restore their order.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import queue
 import threading
@@ -111,7 +112,8 @@ class _Replies:
 
 
 class WorkerChannel:
-    """A task's side: ordered messages to the controller, and blocking requests."""
+    """A task's side: ordered messages to the controller, blocking requests, and the next
+    trial the controller sends ahead while the current one runs."""
 
     def __init__(self, topic: str, reply_timeout: float) -> None:
         self.topic = topic
@@ -123,6 +125,14 @@ class WorkerChannel:
         self.key = self._worker.get_current_task()
         self._inbox: queue.SimpleQueue[dict[str, Any]] | None = None
         self._lock = threading.Lock()  # a trial's flush thread sends too (see _worker)
+        self._ahead: dict[str, Any] | None = None  # the next trial, sent ahead
+        self._taken: set[int] = set()  # the trials this task has started (their ids)
+        self._unread: collections.deque[dict[str, Any]] = collections.deque()
+
+    def listen(self) -> None:
+        """Receive answers, and trials sent ahead, from now on (before the first message)."""
+        if self._inbox is None:
+            self._inbox = _Replies.join(_reply_topic(self.topic), self.attempt, self._reply_timeout)
 
     def cancelled(self) -> bool:
         """True once dask no longer wants this task (the run cancelled it or its client left)."""
@@ -133,8 +143,8 @@ class WorkerChannel:
         """Publish one message and return it; ``reply``: it asks for an answer (``wait``)."""
         if op != "finish" and self.cancelled():
             raise TaskCancelled("the run no longer wants this trial")
-        if reply and self._inbox is None:
-            self._inbox = _Replies.join(_reply_topic(self.topic), self.attempt, self._reply_timeout)
+        if reply:
+            self.listen()
         with self._lock:
             self.seq += 1
             message = {"op": op, "key": self.key, "attempt": self.attempt, "seq": self.seq}
@@ -155,15 +165,52 @@ class WorkerChannel:
         # between waits whether dask still wants it.
         deadline = time.monotonic() + self._reply_timeout
         while True:
-            try:
-                return self._inbox.get(timeout=min(_POLL, self._reply_timeout))
-            except queue.Empty:
-                if self.cancelled():
-                    raise TaskCancelled("the run no longer wants this trial") from None
-                if time.monotonic() > deadline:
-                    raise ReplyTimeout(
-                        f"no answer from the controller in {self._reply_timeout:g} s"
-                    ) from None
+            if self._unread:
+                answer = self._unread.popleft()
+            else:
+                try:
+                    answer = self._inbox.get(timeout=min(_POLL, self._reply_timeout))
+                except queue.Empty:
+                    if self.cancelled():
+                        raise TaskCancelled("the run no longer wants this trial") from None
+                    if time.monotonic() > deadline:
+                        raise ReplyTimeout(
+                            f"no answer from the controller in {self._reply_timeout:g} s"
+                        ) from None
+                    continue
+            if not self._keep_ahead(answer):
+                if "ticket" in answer:
+                    self._taken.add(answer["id"])  # the same trial may come ahead too: late
+                return answer
+
+    def take_ahead(self) -> dict[str, Any] | None:
+        """The next trial, if the controller sent it ahead (an answer with a ``ticket``) and
+        nothing since cancelled this task; the caller starts it and tells the controller so."""
+        if self._inbox is None:
+            return None
+        with contextlib.suppress(queue.Empty):
+            while True:
+                answer = self._inbox.get_nowait()
+                if not self._keep_ahead(answer):
+                    self._unread.append(answer)  # a cancel: the next request reads it
+        ahead, self._ahead = self._ahead, None
+        if ahead is None or self._unread or self.cancelled():
+            return None
+        self._taken.add(ahead["id"])
+        return ahead
+
+    def _keep_ahead(self, answer: dict[str, Any]) -> bool:
+        """Hold a trial sent ahead, or drop it when the controller takes it back; False for
+        any other answer."""
+        if "ahead" in answer:
+            if answer["id"] not in self._taken:
+                self._ahead = answer
+            return True
+        if "revoke" in answer:
+            if self._ahead is not None and self._ahead["id"] == answer["revoke"]:
+                self._ahead = None
+            return True
+        return False
 
     def close(self) -> None:
         if self._inbox is not None:
@@ -184,6 +231,10 @@ class ControllerChannel:
     def reply(self, message: dict[str, Any], payload: dict[str, Any]) -> None:
         """Answer the request ``message`` without waiting."""
         self._post([(message["reply_to"], payload)])
+
+    def tell(self, attempt: str, payload: dict[str, Any]) -> None:
+        """Send ``attempt`` (listening, see ``WorkerChannel.listen``) an unrequested answer."""
+        self._post([(attempt, payload)])
 
     def cancel(self, attempts: list[str], reason: str) -> None:
         """Tell the waiting requests (if any) of these attempts that their trial was given up."""

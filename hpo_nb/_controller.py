@@ -2,9 +2,9 @@
 
 The controller runs in one thread of the kernel process and is the only writer to the study's
 storage while a run lasts. Workers never open the storage; they talk to the controller through
-:mod:`hpo_nb._channel`. Each worker thread runs one dask task that takes trial after trial: a
-trial's result goes with the request for the next one, so a worker that becomes free costs one
-round trip, and the sampler sees all results so far.
+:mod:`hpo_nb._channel`. Each worker thread runs one dask task that takes trial after trial; while
+a trial runs, the controller sends its task the next one, drawn ahead, so a worker that becomes
+free starts it at once and its result travels with the note that it did.
 """
 
 from __future__ import annotations
@@ -112,6 +112,21 @@ class _Task:
         None  # its trial, while the storage creates it
     )
     retry: _Retry | None = None  # the failed trial this one runs again
+    attempt: str | None = None  # the execution of the task (see _channel) that runs trials
+
+
+@dataclasses.dataclass
+class _Next:
+    """A trial ready to hand out: drawn, and its ticket made; not yet in the storage."""
+
+    drawn: DrawnTrial
+    retry: _Retry | None
+    ticket: bytes
+    revoked: bool = False  # sent ahead, then taken back (the run is stopping)
+
+    @property
+    def id(self) -> int:
+        return self.drawn.trial.number  # unique in the run (the in-memory study's number)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +189,7 @@ class Controller:
         self._last_monitor = 0.0
         self._retries: list[_Retry] = []
         self._ahead: list[DrawnTrial] = []  # trials drawn before a worker asks, oldest first
+        self._sent: dict[str, _Next] = {}  # task key -> its next trial, sent ahead
         self._last_ticket = 0.0
         self._draw_at: float | None = None  # when to draw ahead (see _draw_ahead)
         self._doomed: dict[str, tuple[float, _Task]] = {}  # attempt -> (kill time, its task)
@@ -250,6 +266,7 @@ class Controller:
             while True:
                 self._fill()
                 self._draw_ahead()
+                self._send_ahead()
                 if not self._tasks and self._no_more_trials():
                     break
                 self._step(self._wait_time())
@@ -362,13 +379,14 @@ class Controller:
         sampler (many trials at once tend to end in bursts: their successors are drawn while
         the kernel is idle)."""
         p, self._draw_at = self.progress, None
+        ahead = len(self._ahead) + len(self._sent)
         if (
-            len(self._ahead) >= max(1, self._running())
+            ahead >= max(1, self._running())
             or self._creating  # records first
             or self._client is None
-            or not (self._limits.draw_ahead and self._mirror.can_draw_ahead)
+            or not self._drawing_ahead()
             or self._no_more_trials()
-            or p.counted + self._running() + len(self._ahead) >= p.target
+            or p.counted + self._running() + ahead >= p.target
         ):
             return
         # Not at once after a ticket: the sampler would hold the GIL while the client's event
@@ -378,12 +396,45 @@ class Controller:
             self._ahead.append(self._mirror.draw(self._proposals()))
             self._draw_at = time.monotonic()  # the next one, if wanted, after the inbox
 
+    def _send_ahead(self) -> None:
+        """Send each task that runs a trial its next one (drawn ahead, or a retry), so that it
+        starts it the moment the current one ends; once the run stops, take back those not
+        started yet."""
+        if self._stop_reason is not None:
+            for key, sent in self._sent.items():
+                task = self._tasks.get(key)
+                if not sent.revoked and task is not None and task.attempt is not None:
+                    sent.revoked = True
+                    self._tell(task, {"revoke": sent.id})
+            return
+        if not ((self._ahead or self._retries) and self._drawing_ahead()):
+            return
+        p = self.progress
+        for key, task in self._tasks.items():
+            if p.counted + self._running() + len(self._sent) >= p.target:
+                return
+            if key in self._sent or task.started is None or task.attempt is None:
+                continue
+            if not self._ahead and not self._retries:
+                return
+            given = self._next_for(task, draw=False)
+            if given is not None:
+                self._sent[key] = given
+                self._tell(task, {"ahead": True, "ticket": given.ticket, "id": given.id})
+
+    def _tell(self, task: _Task, payload: dict[str, Any]) -> None:
+        assert self._channel is not None and task.attempt is not None
+        self._channel.tell(task.attempt, payload)  # no one waits for it: no pause to send it
+
+    def _drawing_ahead(self) -> bool:
+        return self._limits.draw_ahead and self._mirror.can_draw_ahead
+
     def _proposals(self) -> dict[str, BaseDistribution]:
         """The parameters a new trial will probably ask for (the objective's declared space and
         literal ``suggest_*`` calls, those of the finished trials, those the running trials
         asked for, as edited in the panel), sampled when it is drawn: a worker then asks the
         controller nothing. Not in a seeded run, which keeps Optuna's order of sampling."""
-        if not (self._limits.draw_ahead and self._mirror.can_draw_ahead):
+        if not self._drawing_ahead():
             return {}
         mirror = self._mirror
         return {**self._declared, **mirror.distributions, **mirror.asked, **self._overrides}
@@ -404,7 +455,7 @@ class Controller:
         tasks = [
             _Task(key=f"hpo-{self.progress.study}-{uuid.uuid4().hex[:12]}") for _ in range(count)
         ]
-        tickets = [self._give(t, self._trial_attrs) if with_trials else None for t in tasks]
+        tickets = [self._give_first(t) if with_trials else None for t in tasks]
         futures = self._client.map(
             run_slot,
             [self._objective_future] * count,
@@ -422,47 +473,91 @@ class Controller:
             future.add_done_callback(lambda f: self._inbox.put(("done", f)))
 
     def _start_trial(self, task: _Task, message: dict[str, Any]) -> None:
-        """A task asks for a trial (it started, or ended its last one): give it one, or tell
-        it there is none."""
+        """A task asks for a trial (it started, or ended its last one): give it one (the one
+        sent ahead, if it asked before that arrived), or tell it there is none."""
+        sent = self._sent.pop(task.key, None)
+        if sent is not None and sent.revoked:
+            self._discard(sent)
+            sent = None
         p = self.progress
-        if self._no_more_trials() or p.counted + self._running() >= p.target:
+        if sent is None and (
+            self._no_more_trials() or p.counted + self._running() + len(self._sent) >= p.target
+        ):
             self._reply(message, {"none": True})
             return
+        sent = sent or self._next_for(task, draw=True)
+        assert sent is not None
+        self._reply(message, {"ticket": sent.ticket, "id": sent.id})
+        self._begin(task, sent)
+
+    def _start_next(self, task: _Task, trial_id: int) -> None:
+        """A task started the trial sent ahead to it (even one taken back too late: it runs
+        then, and a graceful stop waits for it)."""
+        sent = self._sent.pop(task.key, None)
+        if sent is not None and sent.id == trial_id:
+            self._begin(task, sent)
+
+    def _next_for(self, task: _Task, *, draw: bool) -> _Next | None:
+        """The next trial for ``task``: a pending retry, else one drawn ahead, else (``draw``)
+        a new one."""
+        retry = self._take_retry(task.worker)
+        if retry is not None:
+            self._mirror.enqueue(retry.params)
+            drawn = self._mirror.draw(self._proposals())
+        elif self._ahead:
+            drawn = self._ahead.pop(0)
+            self._mirror.propose(drawn, self._proposals())  # what was learnt since it was drawn
+        elif draw:
+            drawn = self._mirror.draw(self._proposals())
+        else:
+            return None
+        return _Next(drawn, retry, pickle.dumps(self._ticket(drawn), protocol=5))
+
+    def _discard(self, sent: _Next) -> None:
+        """A trial never started: it stays out of the storage; its retry waits for another."""
+        if sent.retry is not None:
+            self._retries.insert(0, sent.retry)
+
+    def _begin(self, task: _Task, sent: _Next) -> None:
+        """``task`` has its trial (its ticket left): the storage creates the record, and the
+        trial's clock (--trial-timeout) starts."""
         ran_on = {"worker": task.worker, "gpu": task.gpu}
         attrs = {TRIAL_KEY: {**self._trial_attrs[TRIAL_KEY], **ran_on}}
-        task.retry = self._take_retry(task.worker)
-        if task.retry is not None:
-            self._mirror.enqueue(task.retry.params)
-            attrs[TRIAL_KEY].update(retry_of=task.retry.origin, retry=task.retry.attempt)
-        self._reply(message, {"ticket": self._give(task, attrs)})
-        # The trial's clock (--trial-timeout) starts as its ticket leaves.
+        task.retry = sent.retry
+        if sent.retry is not None:
+            attrs[TRIAL_KEY].update(retry_of=sent.retry.origin, retry=sent.retry.attempt)
+        self._create(task, sent.drawn, attrs)
         self._last_ticket = task.started = time.monotonic()
         self._update(running=self._started_trials())
 
-    def _give(self, task: _Task, attrs: dict[str, Any]) -> bytes:
-        """Draw a trial for ``task`` and have the storage create its record; its ticket."""
+    def _give_first(self, task: _Task) -> bytes:
+        """The ticket of the trial a new task brings with it (where it runs is not known yet:
+        see _started)."""
+        drawn = self._ahead.pop(0) if self._ahead else self._mirror.draw(self._proposals())
+        self._create(task, drawn, self._trial_attrs)
+        return pickle.dumps(self._ticket(drawn), protocol=5)
+
+    def _create(self, task: _Task, drawn: DrawnTrial, attrs: dict[str, Any]) -> None:
+        """Have the storage create the record of ``task``'s trial."""
         # A trial drawn ahead (while others ran) goes out at once, without waiting for the
         # sampler or the storage: the writer thread creates its record meanwhile (before the
         # writes already queued), and the task's next message waits for it (_process).
-        if task.retry is None and self._ahead:
-            drawn = self._ahead.pop(0)
-            self._mirror.propose(drawn, self._proposals())  # what was learnt since it was drawn
-        else:
-            drawn = self._mirror.draw(self._proposals())
         created = task.created = self._mirror.create(drawn, attrs)
         key = task.key
         self._busy.add(key)
         self._creating.add(key)
         created.add_done_callback(lambda f: self._inbox.put(("created", key, f)))
         self._update(sampler=self._sampler_text())
-        return pickle.dumps(self._ticket(drawn), protocol=5)
 
     def _started(self, task: _Task, message: dict[str, Any]) -> None:
         """A task started on a worker, with or without its first trial."""
         if task.worker is not None and not _idle(task):  # dask ran it again: its worker left
             reason = "its worker left during the trial (retired or lost)"
             self._fail(task.key, reason, keep=True)
+        if task.key in self._sent:  # sent to the execution that left
+            self._discard(self._sent.pop(task.key))
         task.worker, task.gpu, task.pid = message["worker"], message["gpu"], message["pid"]
+        task.attempt = message["attempt"]
         if "reply_to" in message:
             self._start_trial(task, message)
         elif _idle(task):  # it has run a trial already (above): nothing for it to do now
@@ -584,11 +679,16 @@ class Controller:
             raise
         except Exception as e:  # a bad request from the objective fails its trial, not the run
             if op == "finish" and message["key"] in self._tasks and task.trial is not None:
-                self._fail(message["key"], f"could not record the result: {_one_line(e)}")
+                reason = f"could not record the result: {_one_line(e)}"
+                self._fail(message["key"], reason, keep="next" in message)
             if "reply_to" in message:
                 self._reply(message, {"error": _one_line(e)})
                 return
-        if op == "finish" and "reply_to" in message and message["key"] in self._tasks:
+        if op != "finish" or message["key"] not in self._tasks:
+            return
+        if "next" in message:
+            self._start_next(task, message["next"])  # the task started the trial sent ahead
+        elif "reply_to" in message:
             self._start_trial(task, message)  # the task asks for its next trial
 
     def _reply(self, message: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -617,7 +717,8 @@ class Controller:
 
     # -- finishing trials ---------------------------------------------------------------------
     def _finish(self, key: str, message: dict[str, Any]) -> None:
-        state, keep = message["state"], "reply_to" in message  # keep: it wants another trial
+        # keep: the task wants another trial, or has started the one sent ahead
+        state, keep = message["state"], "reply_to" in message or "next" in message
         if state == "complete":
             self._record(key, TrialState.COMPLETE, values=message["values"], keep=keep)
         elif state == "pruned":
@@ -742,6 +843,8 @@ class Controller:
         task = self._tasks.pop(key)
         self._busy.discard(key)
         self._creating.discard(key)
+        if key in self._sent:
+            self._discard(self._sent.pop(key))
         if task.future is not None:
             task.future.release()
 

@@ -390,13 +390,14 @@ def _fail(reason: str, tb: str = "") -> dict[str, Any]:
 def run_slot(
     objective: PickledObjective, topic: str, reply_timeout: float, ticket: bytes | None = None
 ) -> dict[str, Any]:
-    """A dask task that runs trials one after another, each asked for when the last ends.
+    """A dask task that runs trials one after another.
 
-    Sampling thus happens when a worker is free, with the most history. A trial's outcome
-    travels with the request for the next trial, so a free worker costs one round trip and no
-    new dask task. The first trial may come with the task (``ticket``): then starting costs
-    no round trip at all. The task ends when the controller has no trial left for it; its
-    result is its last message.
+    The first trial may come with the task (``ticket``). While a trial runs, the controller
+    sends the task its next one (drawn ahead): the task starts it the moment the current one
+    ends, and tells the controller so with the outcome, so a worker that becomes free waits
+    for no round trip and no new dask task. Without one, the outcome travels with the
+    request for the next trial. The task ends when the controller has no trial left for it;
+    its result is its last message.
     """
     channel = WorkerChannel(topic, reply_timeout)
     trial: WorkerTrial | None = None
@@ -406,6 +407,7 @@ def run_slot(
         "pid": os.getpid(),
     }
     try:
+        channel.listen()  # before the controller learns of this task and may send it trials
         if ticket is None:
             reply = channel.request("start", **where)
         else:
@@ -417,7 +419,12 @@ def run_slot(
             outcome: dict[str, Any] = _run(objective, trial, given)
             outcome.update(trial.close())
             trial = None  # from here on its outcome is the controller's
-            reply = channel.request("finish", **outcome)
+            ahead = channel.take_ahead()
+            if ahead is None:
+                reply = channel.request("finish", **outcome)
+            else:  # started at once; the controller learns of it with the outcome
+                channel.send("finish", **outcome, next=ahead["id"])
+                reply = ahead
         return channel.send("finish", state="idle")
     except TaskCancelled as e:
         unsent: dict[str, Any] = trial.close() if trial is not None else {}

@@ -142,18 +142,31 @@ def test_a_trial_records_the_values_it_was_given_for_its_retry(db):
     assert retry_params(stored) == {"x": 0.5}
 
 
-def test_each_running_trial_has_its_successor_drawn_while_it_runs(db):
-    """Trials that end together (a burst) find their next trials drawn already: the controller
-    draws one per running trial while they run, none beyond the budget, and none in memory
-    becomes a stored trial unless handed out."""
+def test_each_running_trial_has_its_successor_sent_while_it_runs(db, monkeypatch):
+    """Trials that end together (a burst) wait for no round trip: the controller draws one
+    trial per running trial while they run, none beyond the budget, and sends each to the
+    task of a running trial, which starts it the moment its trial ends; none in memory
+    becomes a stored trial unless started."""
+    started_ahead = []
+    process = hpo_nb._controller.Controller._process
+
+    def counting(self, task, message):
+        if message["op"] == "finish" and "next" in message:
+            started_ahead.append(message["next"])
+        return process(self, task, message)
+
+    monkeypatch.setattr(hpo_nb._controller.Controller, "_process", counting)
     run = hpo_nb.run(sleepy, n_trials=6, storage=db, workers=2)
     controller = run._controller
-    drawn_ahead = []
+    waiting, sent = [], []
     while not controller.done.is_set():
-        drawn_ahead.append(len(controller._ahead))
+        waiting.append(len(controller._ahead) + len(controller._sent))
+        sent.append(len(controller._sent))
         time.sleep(0.01)
     assert run.state == RunState.COMPLETED
-    assert max(drawn_ahead) == 2  # two running, so two successors; not more
+    assert max(waiting) == 2  # two running, so two successors; not more
+    assert max(sent) == 2
+    assert len(started_ahead) == 4  # the first two came with their tasks
     study = optuna.load_study(study_name=run.progress.study, storage=db)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
 
@@ -168,14 +181,14 @@ def computed_range(trial):
 
 @pytest.mark.parametrize(
     ("objective", "most_requests"),
-    [(sleepy, 0), (computed_range, 2)],
+    [(sleepy, 0), (computed_range, 4)],
     ids=["literal", "computed"],
 )
 def test_trials_get_their_parameters_without_asking(db, monkeypatch, objective, most_requests):
     """A trial's parameters travel with it, sampled when it was drawn: those of literal
     ``suggest_*`` calls from the first trial on; others once a running trial has asked for
-    them (the trials drawn ahead meanwhile get them when handed out). Only the first trials
-    on the two workers ask for a computed range."""
+    them. Only the trials drawn before any asked (the first two, and the two sent ahead to
+    their workers at once) ask for a computed range."""
     requests = []
     process = hpo_nb._controller.Controller._process
 
@@ -190,3 +203,20 @@ def test_trials_get_their_parameters_without_asking(db, monkeypatch, objective, 
     assert len(requests) <= most_requests
     trials = optuna.load_study(study_name=run.progress.study, storage=db).trials
     assert len(trials) == 8 and all(0 <= t.params["x"] <= 1 for t in trials)
+
+
+def test_a_graceful_stop_takes_back_the_trials_sent_ahead(db):
+    """Trials sent ahead to the workers are not started once the run stops gracefully: the
+    running trials finish, and nothing else reaches the storage."""
+    run = hpo_nb.run(sleepy, n_trials=20, storage=db, workers=2)
+    controller = run._controller
+    deadline = time.monotonic() + 60
+    while len(controller._sent) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    running = run.progress.running
+    run.stop(graceful=True)
+    run.wait(timeout=60)
+    assert run.state == RunState.STOPPED
+    study = optuna.load_study(study_name=run.progress.study, storage=db)
+    assert running == 2
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * running
