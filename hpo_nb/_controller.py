@@ -476,7 +476,7 @@ class Controller:
         """A task asks for a trial (it started, or ended its last one): give it one (the one
         sent ahead, if it asked before that arrived), or tell it there is none."""
         sent = self._sent.pop(task.key, None)
-        if sent is not None and sent.revoked:
+        if sent is not None and (sent.revoked or self._stop_reason is not None):
             self._discard(sent)
             sent = None
         p = self.progress
@@ -504,14 +504,19 @@ class Controller:
         if retry is not None:
             self._mirror.enqueue(retry.params)
             drawn = self._mirror.draw(self._proposals())
-        elif self._ahead:
-            drawn = self._ahead.pop(0)
-            self._mirror.propose(drawn, self._proposals())  # what was learnt since it was drawn
-        elif draw:
-            drawn = self._mirror.draw(self._proposals())
+        elif self._ahead or draw:
+            drawn = self._drawn()
         else:
             return None
         return _Next(drawn, retry, pickle.dumps(self._ticket(drawn), protocol=5))
+
+    def _drawn(self) -> DrawnTrial:
+        """The oldest trial drawn ahead (with what was learnt since), else a new one."""
+        if not self._ahead:
+            return self._mirror.draw(self._proposals())
+        drawn = self._ahead.pop(0)
+        self._mirror.propose(drawn, self._proposals())
+        return drawn
 
     def _discard(self, sent: _Next) -> None:
         """A trial never started: it stays out of the storage; its retry waits for another."""
@@ -533,7 +538,7 @@ class Controller:
     def _give_first(self, task: _Task) -> bytes:
         """The ticket of the trial a new task brings with it (where it runs is not known yet:
         see _started)."""
-        drawn = self._ahead.pop(0) if self._ahead else self._mirror.draw(self._proposals())
+        drawn = self._drawn()
         self._create(task, drawn, self._trial_attrs)
         return pickle.dumps(self._ticket(drawn), protocol=5)
 
