@@ -410,16 +410,19 @@ class Controller:
         if not ((self._ahead or self._retries) and self._drawing_ahead()):
             return
         p = self.progress
-        for key, task in self._tasks.items():
+        running = [
+            task
+            for key, task in self._tasks.items()
+            if key not in self._sent and task.started is not None and task.attempt is not None
+        ]
+        for task in sorted(running, key=lambda t: t.started or 0.0):  # the first to end first
             if p.counted + self._running() + len(self._sent) >= p.target:
                 return
-            if key in self._sent or task.started is None or task.attempt is None:
-                continue
             if not self._ahead and not self._retries:
                 return
             given = self._next_for(task, draw=False)
             if given is not None:
-                self._sent[key] = given
+                self._sent[task.key] = given
                 self._tell(task, {"ahead": True, "ticket": given.ticket, "id": given.id})
 
     def _tell(self, task: _Task, payload: dict[str, Any]) -> None:
