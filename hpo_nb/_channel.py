@@ -13,6 +13,7 @@ can restore their order.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import queue
@@ -27,6 +28,9 @@ from distributed import Client, get_client, get_worker
 __all__ = ["ControllerChannel", "ReplyTimeout", "TaskCancelled", "WorkerChannel", "new_topic"]
 
 _POLL = 2.0  # seconds between checks that a waiting task is still wanted
+# Seconds an unrequested answer (a trial sent ahead) may wait for others to travel with: one
+# event for many, instead of one each for every worker process to read.
+_GATHER = 0.02
 
 
 def new_topic() -> str:
@@ -226,6 +230,7 @@ class ControllerChannel:
         self.topic = topic
         self._lock = threading.Lock()
         self._unsent: list[tuple[str, dict[str, Any]]] = []  # (attempt, answer)
+        self._sending: str | None = None  # "now", "soon" (see _GATHER), or None: no send due
         client.subscribe_topic(topic, lambda event: deliver(event[1]))
 
     def reply(self, message: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -233,27 +238,33 @@ class ControllerChannel:
         self._post([(message["reply_to"], payload)])
 
     def tell(self, attempt: str, payload: dict[str, Any]) -> None:
-        """Send ``attempt`` (listening, see ``WorkerChannel.listen``) an unrequested answer."""
-        self._post([(attempt, payload)])
+        """Send ``attempt`` (listening, see ``WorkerChannel.listen``) an unrequested answer,
+        with the next answers or within ``_GATHER`` seconds."""
+        self._post([(attempt, payload)], urgent=False)
 
     def cancel(self, attempts: list[str], reason: str) -> None:
         """Tell the waiting requests (if any) of these attempts that their trial was given up."""
         self._post([(attempt, {"cancel": reason}) for attempt in attempts])
 
-    def _post(self, answers: list[tuple[str, dict[str, Any]]]) -> None:
+    def _post(self, answers: list[tuple[str, dict[str, Any]]], urgent: bool = True) -> None:
         """Queue answers; the client's event loop sends all that are queued when it runs, in
         one event (answers given while it is busy wait for the same event)."""
+        when = "now" if urgent else "soon"
         with self._lock:
-            first = not self._unsent
             self._unsent.extend(answers)
-        if first and answers:
+            due, self._sending = self._sending, self._sending or when
+            if due == "soon" and urgent:
+                self._sending = "now"
+        if due is None or (due == "soon" and urgent):
             loop = self._client.loop
             assert loop is not None
-            loop.add_callback(self._send)
+            loop.add_callback(self._send, 0.0 if urgent else _GATHER)
 
-    async def _send(self) -> None:
+    async def _send(self, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
         with self._lock:
-            answers, self._unsent = self._unsent, []
+            answers, self._unsent, self._sending = self._unsent, [], None
         if answers:
             with contextlib.suppress(OSError):  # the cluster is going away: tasks time out
                 await self._client.scheduler.log_event(
