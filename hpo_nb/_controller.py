@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import pickle
 import queue
+import statistics
 import threading
 import time
 import urllib.parse
@@ -140,6 +141,9 @@ class _Retry:
 
 
 _SEND_TIME = 0.005  # seconds left to the event loop to send a ticket
+# Trials sent ahead only when the recent ones lasted longer than this (median, seconds): a
+# shorter trial ends before its successor could arrive, and asks for it anyway.
+_AHEAD_MIN = 0.1
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -190,6 +194,7 @@ class Controller:
         self._retries: list[_Retry] = []
         self._ahead: list[DrawnTrial] = []  # trials drawn before a worker asks, oldest first
         self._sent: dict[str, _Next] = {}  # task key -> its next trial, sent ahead
+        self._durations: collections.deque[float] = collections.deque(maxlen=32)  # recent trials
         self._last_ticket = 0.0
         self._draw_at: float | None = None  # when to draw ahead (see _draw_ahead)
         self._doomed: dict[str, tuple[float, _Task]] = {}  # attempt -> (kill time, its task)
@@ -408,6 +413,8 @@ class Controller:
                     self._tell(task, {"revoke": sent.id})
             return
         if not ((self._ahead or self._retries) and self._drawing_ahead()):
+            return
+        if self._durations and statistics.median(self._durations) < _AHEAD_MIN:
             return
         p = self.progress
         running = [
@@ -764,6 +771,8 @@ class Controller:
         t = task.trial
         assert t is not None
         frozen = self._mirror.finish(t, state, values, attrs)
+        if task.started is not None:
+            self._durations.append(time.monotonic() - task.started)
         retry, task.trial, task.started, task.retry = task.retry, None, None, None
         task.waiting_since = None
         self._busy.discard(key)
