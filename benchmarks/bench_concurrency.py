@@ -12,7 +12,7 @@ from which the most trials running at once is counted. A first run of one wave, 
 connects the client and warms the workers.
 
     python benchmarks/bench_concurrency.py [--trials 512 1024] [--samplers random auto]
-        [--pruner none] [--concurrency 128] [--workers 4] [--threads 32] [--repeat 3]
+        [--pruner none] [--concurrency 128] [--workers 4] [--threads 32] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--threads", type=int, default=32, help="threads per worker process")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--interval", type=float, default=0.05)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each; the median counts")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each; the median counts")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = []
