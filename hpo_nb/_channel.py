@@ -249,6 +249,8 @@ class ControllerChannel:
     def _post(self, answers: list[tuple[str, dict[str, Any]]], urgent: bool = True) -> None:
         """Queue answers; the client's event loop sends all that are queued when it runs, in
         one event (answers given while it is busy wait for the same event)."""
+        if not answers:
+            return
         when = "now" if urgent else "soon"
         with self._lock:
             self._unsent.extend(answers)
