@@ -30,3 +30,6 @@ def test_every_benchmark_runs_and_reports(tmp_path):
     assert "| ---" in text
     # bench_gpu's trials record their work spans; each path stored every smoke trial.
     assert "| hpo_nb | 4 of 4 |" in text and "| optuna | 4 of 4 |" in text
+    # bench_throughput found the kernel's threads of an hpo_nb run and their CPU time.
+    for thread in ("controller (sampler, bookkeeping)", "storage writer", "dask event loop"):
+        assert f"| {thread}" in text
