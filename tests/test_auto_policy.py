@@ -1,4 +1,4 @@
-"""``auto``'s start: the middle of the space, then GP's random trials (one per parameter)."""
+"""``auto``'s start: the middle of the space, then GP's random trials (two per parameter)."""
 
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ def modelled(n_params: int, complete: int, context: Context | None = None) -> bo
 
 @pytest.mark.parametrize(
     ("n_params", "start"),
-    [(2, GP_STARTUP_MIN), (7, 7), (12, GP_STARTUP_MAX)],
+    [(1, GP_STARTUP_MIN), (4, 8), (7, GP_STARTUP_MAX)],
 )
-def test_gp_models_after_one_random_trial_per_parameter_within_bounds(n_params, start):
+def test_gp_models_after_two_random_trials_per_parameter_within_bounds(n_params, start):
     assert (GP_STARTUP_MIN, GP_STARTUP_MAX) == (5, 10)
     assert not modelled(n_params, start - 1)
     assert modelled(n_params, start)
@@ -43,11 +43,11 @@ def test_gp_models_after_one_random_trial_per_parameter_within_bounds(n_params, 
 
 def test_the_declarative_space_sets_the_start():
     space = SearchSpace.from_dict(
-        {f"x{i}": {"type": "float", "low": -2, "high": 2} for i in range(7)}
+        {f"x{i}": {"type": "float", "low": -2, "high": 2} for i in range(4)}
     )
-    # The space says 7 parameters, though the trials so far show only 2.
-    assert not modelled(2, 6, Context(space=space))
-    assert modelled(2, 7, Context(space=space))
+    # The space says 4 parameters, though the trials so far show only 2.
+    assert not modelled(2, 7, Context(space=space))
+    assert modelled(2, 8, Context(space=space))
 
 
 # -- the middle of the space -------------------------------------------------------------------
