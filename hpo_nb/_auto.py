@@ -25,8 +25,9 @@ measured against random search:
   are left to the algorithm): tuning ranges are mostly drawn around sensible values, and it
   costs one trial;
 - GP's random start is two trials per parameter, at least 5 and at most 10 (Optuna's: 10):
-  5 suits 2-D problems; on the 4-D gradient-boosting task 5 left GP short of data (60 seeds:
-  0.74 of Optuna's GP, 10 gave 1.23);
+  5 suits 2-D problems, 10 helped the 5-D ones; on the 4-D gradient-boosting task neither 5
+  nor the 8 this gives keeps up with Optuna's GP (0.74 and 0.76 of it over 60 seeds; 10: 1.23
+  in a separate run), which is still open;
 - GP models the objective's values through a Yeo-Johnson power transform fitted to them (as
   HEBO does): a few very bad trials (a diverged run, a loss 100 times the best) no longer
   flatten the model around the good ones. The trials keep their values; only the model sees
