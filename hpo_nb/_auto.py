@@ -25,7 +25,8 @@ measured against random search:
   are left to the algorithm): tuning ranges are mostly drawn around sensible values, and it
   costs one trial;
 - GP's random start is two trials per parameter, at least 5 and at most 10 (Optuna's: 10):
-  5 suits 2-D problems, 10 helped the 5-D ones; on the 4-D gradient-boosting task neither 5
+  5 suits 2-D problems; in 5-D, 10 lifted f10 and f15 and cost f1 and f8 a little (all stay
+  ahead of the best single sampler); on the 4-D gradient-boosting task neither 5
   nor the 8 this gives keeps up with Optuna's GP (0.74 and 0.76 of it over 60 seeds; 10: 1.23
   in a separate run), which is still open;
 - GP models the objective's values through a Yeo-Johnson power transform fitted to them (as
