@@ -24,11 +24,9 @@ measured against random search:
   takes the middle of every numeric range (on the log scale where log; categorical parameters
   are left to the algorithm): tuning ranges are mostly drawn around sensible values, and it
   costs one trial;
-- GP's random start is two trials per parameter, at least 5 and at most 10 (Optuna's: 10):
-  5 suits 2-D problems; in 5-D, 10 lifted f10 and f15 and cost f1 and f8 a little (all stay
-  ahead of the best single sampler); on the 4-D gradient-boosting task neither 5
-  nor the 8 this gives keeps up with Optuna's GP (0.74 and 0.76 of it over 60 seeds; 10: 1.23
-  in a separate run), which is still open;
+- GP's random start is Optuna's 10 trials, but 5 on spaces of one or two parameters (with 5,
+  auto leads Optuna's GP on 2-D BBOB); on the 4-D gradient-boosting task fewer than 10 cost it
+  (60 seeds, against Optuna's GP: 5 trials 0.74 of it, 8 trials 0.76, 10 trials 1.27);
 - GP models the objective's values through a Yeo-Johnson power transform fitted to them (as
   HEBO does): a few very bad trials (a diverged run, a loss 100 times the best) no longer
   flatten the model around the good ones. The trials keep their values; only the model sees
@@ -79,8 +77,8 @@ __all__ = ["SAMPLER_KEY", "AutoSampler"]
 
 SAMPLER_KEY = "hpo_nb:sampler"
 _MAXINT32 = (1 << 31) - 1
-# GP's random start: two trials per parameter, within these bounds.
-GP_STARTUP_MIN, GP_STARTUP_MAX = 5, 10
+# GP's random start: Optuna's 10 trials, but 5 on spaces of at most SMALL_SPACE parameters.
+GP_STARTUP, GP_STARTUP_SMALL, SMALL_SPACE = 10, 5, 2
 # The modules an algorithm loads on its first suggestion (Optuna imports them lazily).
 NEEDS: dict[str, tuple[str, ...]] = {"gp": ("torch", "scipy.stats"), "cmaes": ("cmaes",)}
 
@@ -202,14 +200,14 @@ class AutoSampler(BaseSampler):
         return optuna.samplers.RandomSampler(seed=seed)
 
     def _gp_startup(self, study: Study) -> int:
-        """Random trials before GP models: two per parameter, within the bounds."""
+        """Random trials before GP models: fewer on a space of one or two parameters."""
         space = self._context.space
         if space is not None:
             n_params = len(space)
         else:
             first = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))[:1]
-            n_params = len(first[0].params) if first else GP_STARTUP_MAX
-        return min(GP_STARTUP_MAX, max(GP_STARTUP_MIN, 2 * n_params))
+            n_params = len(first[0].params) if first else SMALL_SPACE + 1
+        return GP_STARTUP_SMALL if n_params <= SMALL_SPACE else GP_STARTUP
 
     def _shape_so_far(self, complete: list[FrozenTrial]) -> tuple[bool, bool]:
         """(conditional, categorical) as far as the complete trials show (each checked once):

@@ -1,4 +1,4 @@
-"""``auto``'s start: the middle of the space, then GP's random trials (two per parameter)."""
+"""``auto``'s start: the middle of the space, then GP's random trials (fewer in 1-2 D)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from hpo_nb._algorithms import Context
-from hpo_nb._auto import GP_STARTUP_MAX, GP_STARTUP_MIN, SAMPLER_KEY, AutoSampler, power_warp
+from hpo_nb._auto import GP_STARTUP, GP_STARTUP_SMALL, SAMPLER_KEY, AutoSampler, power_warp
 from hpo_nb._space import SearchSpace
 
 pytest.importorskip("torch")
@@ -33,10 +33,10 @@ def modelled(n_params: int, complete: int, context: Context | None = None) -> bo
 
 @pytest.mark.parametrize(
     ("n_params", "start"),
-    [(1, GP_STARTUP_MIN), (4, 8), (7, GP_STARTUP_MAX)],
+    [(1, GP_STARTUP_SMALL), (2, GP_STARTUP_SMALL), (3, GP_STARTUP), (7, GP_STARTUP)],
 )
-def test_gp_models_after_two_random_trials_per_parameter_within_bounds(n_params, start):
-    assert (GP_STARTUP_MIN, GP_STARTUP_MAX) == (5, 10)
+def test_gp_models_after_fewer_random_trials_on_one_or_two_parameters(n_params, start):
+    assert (GP_STARTUP_SMALL, GP_STARTUP) == (5, 10)
     assert not modelled(n_params, start - 1)
     assert modelled(n_params, start)
 
@@ -46,8 +46,8 @@ def test_the_declarative_space_sets_the_start():
         {f"x{i}": {"type": "float", "low": -2, "high": 2} for i in range(4)}
     )
     # The space says 4 parameters, though the trials so far show only 2.
-    assert not modelled(2, 7, Context(space=space))
-    assert modelled(2, 8, Context(space=space))
+    assert not modelled(2, GP_STARTUP - 1, Context(space=space))
+    assert modelled(2, GP_STARTUP, Context(space=space))
 
 
 # -- the middle of the space -------------------------------------------------------------------
