@@ -1,6 +1,6 @@
 """Run every benchmark and write benchmarks/RESULTS.md (machine, versions, date, tables).
 
-python benchmarks/run_all.py                 # the full suite (about an hour on 2 cores)
+python benchmarks/run_all.py                 # the full suite (about two hours on 2 cores)
 python benchmarks/run_all.py --smoke --out -  # every benchmark at tiny sizes (CI)
 """
 
