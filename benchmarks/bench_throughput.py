@@ -168,13 +168,32 @@ def _thread_group(name: str) -> str:
     if name == "hpo_nb-writer":
         return "storage writer"
     if name == "IO loop":
-        return "dask event loop (scheduler, client)"
+        return "dask event loop (client, nannies)"
     return "other"
 
 
-def hpo_nb_cpu_split(n: int, folder: Path) -> tuple[float, dict[str, float]]:
-    """One more hpo_nb run, untimed: its wall ms per trial, and the CPU ms per trial of this
-    process's threads, by group (polled while the run lasts: its threads end with it)."""
+def _cluster_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process's children (the local cluster's scheduler and
+    workers), by role."""
+    import psutil
+
+    cpu: collections.Counter[str] = collections.Counter()
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # gone meanwhile
+            command = " ".join(child.cmdline())
+            role = "scheduler process" if "hpo_nb._scheduler" in command else None
+            if "spawn_main" in command:  # a worker, started by its nanny
+                role = f"worker processes ({CONCURRENCY})"
+            if role:
+                times = child.cpu_times()
+                cpu[role] += times.user + times.system
+    return dict(cpu)
+
+
+def hpo_nb_cpu_split(n: int, folder: Path) -> tuple[float, dict[str, float], dict[str, float]]:
+    """One more hpo_nb run, untimed: its wall ms per trial, the CPU ms per trial of this
+    process's threads, by group (polled while the run lasts: its threads end with it), and
+    that of the cluster's other processes."""
     import hpo_nb
 
     if not Path("/proc/self/task").is_dir():
@@ -187,7 +206,7 @@ def hpo_nb_cpu_split(n: int, folder: Path) -> tuple[float, dict[str, float]]:
             _make_objective(), n_trials=WARMUP, study="warm", storage=url, wait=True, **common
         )
         names: dict[int, str] = {}
-        before, last = _thread_cpu(), {}
+        before, last, cluster_before = _thread_cpu(), {}, _cluster_cpu()
         start = time.perf_counter()
         run = hpo_nb.run(_make_objective(), n_trials=n, study="split", storage=url, **common)
         while not run.done:
@@ -196,12 +215,16 @@ def hpo_nb_cpu_split(n: int, folder: Path) -> tuple[float, dict[str, float]]:
             time.sleep(0.02)
         wall = time.perf_counter() - start
         last |= _thread_cpu()
+        cluster = {
+            role: (cpu - cluster_before.get(role, 0.0)) / n * 1e3
+            for role, cpu in _cluster_cpu().items()
+        }
     finally:
         hpo_nb.close_clusters()
     groups: collections.Counter[str] = collections.Counter()
     for tid, cpu in last.items():
         groups[_thread_group(names.get(tid, ""))] += (cpu - before.get(tid, 0.0)) / n * 1e3
-    return wall / n * 1e3, dict(groups)
+    return wall / n * 1e3, dict(groups), cluster
 
 
 def _raw(storage: str | None, n: int, seed: int) -> tuple[float, optuna.Study]:
@@ -520,7 +543,7 @@ def _report(
     paths: list[Contender],
     args: argparse.Namespace,
     total: float,
-    split: tuple[float, dict[str, float]] | None,
+    split: tuple[float, dict[str, float], dict[str, float]] | None,
 ) -> str:
     ours = paths[0]
     med = statistics.median
@@ -605,16 +628,20 @@ def _report(
             "",
         ]
     if split is not None:
-        wall_ms, groups = split
+        wall_ms, groups, cluster = split
+        kernel = sum(groups.values())
         lines += [
-            f"Where hpo_nb's kernel process spends a trial (one more run of {args.trials} "
-            f"trials, untimed: {wall_ms:.2f} ms of wall per trial; CPU ms per trial by thread, "
-            "from /proc; the Python threads share one interpreter lock):",
+            f"Where a trial's CPU goes (one more hpo_nb run of {args.trials} trials, untimed: "
+            f"{wall_ms:.2f} ms of wall per trial; CPU ms per trial of the kernel process's "
+            "threads, from /proc, which share one interpreter lock, and of the local cluster's "
+            "other processes):",
             "",
-            "| thread | CPU ms per trial |",
+            "| thread or process | CPU ms per trial |",
             "| --- | ---: |",
             *(f"| {name} | {ms:.2f} |" for name, ms in sorted(groups.items(), key=lambda g: -g[1])),
-            f"| all | {sum(groups.values()):.2f} |",
+            f"| kernel process, all | {kernel:.2f} |",
+            *(f"| {role} | {ms:.2f} |" for role, ms in sorted(cluster.items())),
+            f"| all processes | {kernel + sum(cluster.values()):.2f} |",
             "",
         ]
     lines += [f"Full run: {total:.0f} s.", ""]

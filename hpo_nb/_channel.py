@@ -9,11 +9,6 @@ Nothing here needs a route from a worker to the kernel, so a worker on another m
 behind the scheduler's network) works unchanged. Every message names its task (the dask key)
 and the attempt (one execution of that task), and carries a sequence number, so the controller
 can restore their order.
-
-When the scheduler runs in the kernel's own process (the local clusters), the controller skips
-the network for its own hops: a scheduler plugin hands it the run's messages as the scheduler
-logs them, and it logs its answers on the scheduler directly, so only the hops to and from the
-worker processes travel over TCP.
 """
 
 from __future__ import annotations
@@ -28,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from distributed import Client, Scheduler, SchedulerPlugin, get_client, get_worker
+from distributed import Client, get_client, get_worker
 
 __all__ = ["ControllerChannel", "ReplyTimeout", "TaskCancelled", "WorkerChannel", "new_topic"]
 
@@ -227,27 +222,6 @@ class WorkerChannel:
             self._inbox = None
 
 
-class _Forward(SchedulerPlugin):
-    """Hands one topic's messages to the controller as the scheduler (in its process) logs them."""
-
-    def __init__(self, topic: str, deliver: Callable[[dict[str, Any]], None]) -> None:
-        self.topic = topic
-        self.deliver = deliver
-
-    def log_event(self, topic: str, msg: Any) -> None:
-        if topic == self.topic:
-            self.deliver(msg)
-
-
-def _scheduler_in_process(client: Client) -> Scheduler | None:
-    """The scheduler object of ``client``'s cluster, if it runs in this process on the client's
-    event loop."""
-    scheduler = getattr(getattr(client, "cluster", None), "scheduler", None)
-    if isinstance(scheduler, Scheduler) and scheduler.loop is client.loop:
-        return scheduler
-    return None
-
-
 class ControllerChannel:
     """The kernel's side: receives every message of one run and answers requests."""
 
@@ -257,19 +231,7 @@ class ControllerChannel:
         self._lock = threading.Lock()
         self._unsent: list[tuple[str, dict[str, Any]]] = []  # (attempt, answer)
         self._sending: str | None = None  # "now", "soon" (see _GATHER), or None: no send due
-        self._scheduler = _scheduler_in_process(client)
-        if self._scheduler is None:
-            client.subscribe_topic(topic, lambda event: deliver(event[1]))
-        else:
-            self._on_loop(self._scheduler.add_plugin, _Forward(topic, deliver), name=topic)
-
-    def _on_loop(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """Call ``fn`` on the client's event loop (the scheduler's, here) and wait for it."""
-
-        async def call() -> None:
-            fn(*args, **kwargs)
-
-        self._client.sync(call)
+        client.subscribe_topic(topic, lambda event: deliver(event[1]))
 
     def reply(self, message: dict[str, Any], payload: dict[str, Any]) -> None:
         """Answer the request ``message`` without waiting."""
@@ -308,16 +270,9 @@ class ControllerChannel:
         if not answers:
             return
         topic, msg = _reply_topic(self.topic), {"replies": answers}
-        if self._scheduler is not None:
-            self._scheduler.log_event(topic, msg)
-            return
         with contextlib.suppress(OSError):  # the cluster is going away: tasks time out
             await self._client.scheduler.log_event(topic=topic, msg=msg)
 
     def close(self) -> None:
-        if self._scheduler is not None:
-            with contextlib.suppress(ValueError, RuntimeError):  # gone, or the loop closed
-                self._on_loop(self._scheduler.remove_plugin, self.topic)
-            return
         with contextlib.suppress(ValueError):  # already unsubscribed
             self._client.unsubscribe_topic(self.topic)

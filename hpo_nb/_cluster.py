@@ -1,6 +1,10 @@
 """Where trials run: a local dask cluster (one worker per GPU when there are GPUs), or an
 existing scheduler.
 
+The local clusters are dask's ``LocalCluster`` and dask-cuda's ``LocalCUDACluster`` with their
+scheduler moved out of the kernel's process (:mod:`hpo_nb._scheduler`); their workers' nannies
+stay in the kernel, as dask places them.
+
 Clusters are shared by every run in the process and closed by :func:`close_all` (called when the
 extension unloads and when the process exits). Schedulers and dashboards listen on 127.0.0.1.
 
@@ -18,11 +22,11 @@ import threading
 import time
 from typing import Any
 
-import dask
 from distributed import Client, LocalCluster
 
 from ._errors import HpoError
 from ._gpu import gpu_count
+from ._scheduler import SchedulerProcess
 from ._settings import settings
 
 __all__ = ["ClusterInfo", "close_all", "cluster", "get_client"]
@@ -37,7 +41,38 @@ _COMMON = {
     "silence_logs": logging.ERROR,
     # Our workers leave the kernel's process group and ignore SIGINT (see _worker_setup).
     "preload": ["hpo_nb._worker_setup"],
+    # A dead worker fails its trial instead of re-running it elsewhere: the controller decides
+    # about retries, and the trial's record stays truthful.
+    "scheduler_kwargs": {"allowed_failures": 0},
 }
+# What of a local cluster's scheduler options travels to the scheduler's process (as JSON).
+_SCHEDULER_OPTIONS = (
+    "host",
+    "port",
+    "interface",
+    "protocol",
+    "dashboard",
+    "dashboard_address",
+    "allowed_failures",
+)
+
+
+class _SchedulerOutside:
+    """Mixin for dask's local clusters: start the scheduler in a process of its own."""
+
+    scheduler: Any
+    scheduler_spec: dict[str, Any]
+
+    async def _start(self) -> None:
+        if self.scheduler is None:
+            options = self.scheduler_spec["options"]
+            kept = {k: options[k] for k in _SCHEDULER_OPTIONS if k in options}
+            self.scheduler = await SchedulerProcess(**kept)
+        await super()._start()  # type: ignore[misc]
+
+
+class _LocalCluster(_SchedulerOutside, LocalCluster):
+    """dask's ``LocalCluster``, its scheduler outside the kernel."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,10 +125,7 @@ def _local_client(kind: str, workers: int | None, gpus: str | None) -> Client:
             _close(kind)
             current = None
         if current is None:
-            # A dead worker fails its trial instead of re-running it elsewhere: the controller
-            # decides about retries, and the trial's record stays truthful.
-            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-                instance = _start_cuda(gpus) if kind == "cuda" else _start_local(workers)
+            instance = _start_cuda(gpus) if kind == "cuda" else _start_local(workers)
             current = _local[kind] = (instance, Client(instance, set_as_default=False))
         instance, client = current
         if kind == "local" and workers is not None and len(instance.workers) != workers:
@@ -117,7 +149,7 @@ def _dashboard() -> str | None:
 
 
 def _start_local(workers: int | None) -> LocalCluster:
-    return LocalCluster(
+    return _LocalCluster(
         n_workers=workers or settings.workers,
         processes=True,
         dashboard_address=_dashboard(),
@@ -132,7 +164,11 @@ def _start_cuda(gpus: str | None) -> Any:
         from dask_cuda import LocalCUDACluster
     except ImportError:
         raise HpoError("--cluster cuda needs dask-cuda: pip install 'hpo_nb[gpu]'") from None
-    return LocalCUDACluster(
+
+    class _LocalCUDACluster(_SchedulerOutside, LocalCUDACluster):
+        """dask-cuda's ``LocalCUDACluster``, its scheduler outside the kernel."""
+
+    return _LocalCUDACluster(
         CUDA_VISIBLE_DEVICES=gpus,  # one worker per device, each seeing its own first
         dashboard_address=_dashboard(),
         resources={"GPU": 1},  # each trial takes the GPU of its worker

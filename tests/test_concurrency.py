@@ -12,7 +12,6 @@ from optuna.trial import TrialState
 
 import hpo_nb
 from hpo_nb import RunState
-from hpo_nb._cluster import get_client
 from hpo_nb._controller import FAIL_REASON_KEY
 from hpo_nb._mirror import Mirror
 from hpo_nb._records import retry_params
@@ -247,22 +246,3 @@ def test_short_trials_are_not_sent_ahead(db, monkeypatch):
     assert len(sent) <= 2
     study = optuna.load_study(study_name=run.progress.study, storage=db)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 30
-
-
-def test_a_local_cluster_hands_the_runs_messages_over_in_process(db):
-    """With the scheduler in the kernel's process, the run's messages reach the controller
-    through a scheduler plugin, not a subscription of the kernel's client; the run removes its
-    plugin when it ends. (A scheduler in another process: tests/test_remote_workers.py.)"""
-    scheduler = get_client("local").cluster.scheduler
-    before = set(scheduler.plugins)
-    run = hpo_nb.run(sleepy, n_trials=6, storage=db, cluster="local")
-    deadline = time.monotonic() + 60
-    while set(scheduler.plugins) == before and not run.done and time.monotonic() < deadline:
-        time.sleep(0.01)
-    (topic,) = set(scheduler.plugins) - before
-    assert topic.startswith("hpo_nb-")
-    assert not scheduler._broker._topics[topic].subscribers  # nobody listens over the network
-    run.wait(timeout=120)
-    assert run.state == RunState.COMPLETED, run.reason
-    assert run.n_finished == 6
-    assert set(scheduler.plugins) == before
