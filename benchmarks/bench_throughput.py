@@ -27,6 +27,7 @@ and "vs hpo_nb" is the median of the per-repetition ratios (path / hpo_nb, the s
 
     python benchmarks/bench_throughput.py [--trials 500] [--repeat 3] [--ray-trials 500]
         [--ray-default-trials 20] [--ray-python PATH] [--skip-ray] [--paths hpo_nb sqlite ...]
+        [--idle-seconds 5]
 
 Ray with its default actors starts a new actor process per trial (2-7 s each on 2 busy cores),
 so it runs ``--ray-default-trials`` (20) trials, not 500; its figure also carries Tune's fixed
@@ -35,8 +36,13 @@ takes longer than the smoke run's 30 s.
 
 After the repetitions, one more (untimed) hpo_nb run reads the CPU time of each thread of this
 process (the kernel's side: Linux ``/proc``), to show where a trial's time goes there: the
-controller thread (the sampler and the bookkeeping), dask's event loop (the scheduler and the
-client, in this process for a local cluster) and the storage writer.
+controller thread (the sampler and the bookkeeping), dask's event loop (the client and the
+workers' nannies) and the storage writer; and that of the cluster's other processes (the
+scheduler, in a process of its own, and the workers).
+
+Last, the CPU an idle local cluster of 2 workers takes, per second, in each process: hpo_nb's
+against dask's own ``LocalCluster`` with its default settings (``--idle-seconds`` each, in turn,
+``--repeat`` times).
 
 Ray and optuna-integration are benchmark-only dependencies, never hpo_nb's: ``pip install
 "ray[tune]" optuna-integration``. A path whose package is missing says so in its row.
@@ -81,6 +87,8 @@ SMOKE: list[str] = [
     "1",
     # Ray's start alone (import, ray.init, Tune's first run) takes 15-30 s on 2 cores.
     "--skip-ray",
+    "--idle-seconds",
+    "0.5",
 ]
 
 
@@ -174,10 +182,12 @@ def _thread_group(name: str) -> str:
 
 def _cluster_cpu() -> dict[str, float]:
     """CPU seconds so far of this process's children (the local cluster's scheduler and
-    workers), by role."""
+    workers), by role, and of this process ("kernel")."""
     import psutil
 
     cpu: collections.Counter[str] = collections.Counter()
+    times = psutil.Process().cpu_times()
+    cpu["kernel"] = times.user + times.system
     for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):  # gone meanwhile
             command = " ".join(child.cmdline())
@@ -218,6 +228,7 @@ def hpo_nb_cpu_split(n: int, folder: Path) -> tuple[float, dict[str, float], dic
         cluster = {
             role: (cpu - cluster_before.get(role, 0.0)) / n * 1e3
             for role, cpu in _cluster_cpu().items()
+            if role != "kernel"
         }
     finally:
         hpo_nb.close_clusters()
@@ -225,6 +236,40 @@ def hpo_nb_cpu_split(n: int, folder: Path) -> tuple[float, dict[str, float], dic
     for tid, cpu in last.items():
         groups[_thread_group(names.get(tid, ""))] += (cpu - before.get(tid, 0.0)) / n * 1e3
     return wall / n * 1e3, dict(groups), cluster
+
+
+def idle_cpu(seconds: float, repeat: int) -> dict[str, dict[str, float]]:
+    """CPU ms per second of each process of an idle local cluster of 2 workers, hpo_nb's and
+    dask's ``LocalCluster`` with its defaults (scheduler in this process), median over
+    ``repeat`` turns."""
+    from distributed import Client, LocalCluster
+
+    import hpo_nb
+
+    def watch() -> dict[str, float]:
+        time.sleep(1.0)  # past the start
+        before = _cluster_cpu()
+        time.sleep(seconds)
+        return {k: (v - before.get(k, 0.0)) / seconds * 1e3 for k, v in _cluster_cpu().items()}
+
+    seen: dict[str, list[dict[str, float]]] = {"hpo_nb": [], "dask": []}
+    for _ in range(repeat):
+        hpo_nb.cluster("local", workers=CONCURRENCY)
+        try:
+            seen["hpo_nb"].append(watch())
+        finally:
+            hpo_nb.close_clusters()
+        with (
+            LocalCluster(
+                n_workers=CONCURRENCY, threads_per_worker=1, dashboard_address="127.0.0.1:0"
+            ) as local,
+            Client(local),
+        ):
+            seen["dask"].append(watch())
+    return {
+        name: {k: statistics.median(turn.get(k, 0.0) for turn in turns) for k in turns[0]}
+        for name, turns in seen.items()
+    }
 
 
 def _raw(storage: str | None, n: int, seed: int) -> tuple[float, optuna.Study]:
@@ -438,6 +483,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--ray-python", default=sys.executable, help="interpreter with ray[tune]")
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument(
+        "--idle-seconds", type=float, default=5.0, help="each turn of the idle-cluster measure"
+    )
+    parser.add_argument(
         "--paths", nargs="*", choices=KEYS, default=KEYS, help="the paths to run (all)"
     )
     args = parser.parse_args(argv)
@@ -533,8 +581,10 @@ def main(argv: list[str] | None = None) -> str:
                 split = hpo_nb_cpu_split(n, folder)
             except Unavailable as e:
                 print(f"    {e}", file=sys.stderr, flush=True)
+    print("[idle cluster] hpo_nb, dask ...", file=sys.stderr, flush=True)
+    idle = idle_cpu(args.idle_seconds, args.repeat)
     total = time.perf_counter() - t_all
-    text = _report(paths, args, total, split)
+    text = _report(paths, args, total, split, idle)
     print(text)
     return text
 
@@ -544,6 +594,7 @@ def _report(
     args: argparse.Namespace,
     total: float,
     split: tuple[float, dict[str, float], dict[str, float]] | None,
+    idle: dict[str, dict[str, float]],
 ) -> str:
     ours = paths[0]
     med = statistics.median
@@ -644,7 +695,24 @@ def _report(
             f"| all processes | {kernel + sum(cluster.values()):.2f} |",
             "",
         ]
-    lines += [f"Full run: {total:.0f} s.", ""]
+    roles = ["kernel", "scheduler process", f"worker processes ({CONCURRENCY})"]
+    lines += [
+        f"CPU of an idle local cluster of {CONCURRENCY} workers, ms per second (median of "
+        f"{args.repeat} turns of {args.idle_seconds:g} s; dask's `LocalCluster` with its "
+        "defaults runs its scheduler in the kernel's process):",
+        "",
+        "| cluster | " + " | ".join(roles) + " | all |",
+        "| --- | " + " | ".join("---:" for _ in roles) + " | ---: |",
+        *(
+            f"| {name} | "
+            + " | ".join(f"{cpu.get(r, 0.0):.0f}" if r in cpu else "-" for r in roles)
+            + f" | {sum(cpu.values()):.0f} |"
+            for name, cpu in idle.items()
+        ),
+        "",
+        f"Full run: {total:.0f} s.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -6,7 +6,8 @@ In its own process it takes its own core instead. The process starts in a sessio
 so that Jupyter's signals to the kernel's process group (SIGINT on interrupt, SIGTERM on
 shutdown) do not reach it, and it exits by itself within a second if the kernel goes away.
 
-Run as ``python -m hpo_nb._scheduler OPTIONS_JSON``: it prints its address once it listens.
+Run as ``python -m hpo_nb._scheduler JSON`` (the scheduler's options and dask config): it
+prints its address once it listens.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import sys
 from typing import Any
 
+import dask
 from distributed import Scheduler
 from distributed.core import Status
 from distributed.deploy.spec import ProcessInterface
@@ -33,12 +35,13 @@ _PARENT_CHECK = 1.0  # seconds between checks that the kernel is still there
 
 
 class SchedulerProcess(ProcessInterface):
-    """A ``SpecCluster`` scheduler that runs in a subprocess; ``options`` go to ``Scheduler``
-    and must be JSON."""
+    """A ``SpecCluster`` scheduler that runs in a subprocess; ``options`` go to ``Scheduler``,
+    ``config`` to ``dask.config.set`` there. Both must be JSON."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, config: dict[str, Any] | None = None, **options: Any) -> None:
         super().__init__()
         self.options = options
+        self.config = config or {}
         self.process: asyncio.subprocess.Process | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=20)
         self._drain: asyncio.Task[None] | None = None
@@ -48,7 +51,7 @@ class SchedulerProcess(ProcessInterface):
             sys.executable,
             "-m",
             __name__,
-            json.dumps(self.options),
+            json.dumps({"options": self.options, "config": self.config}),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -101,8 +104,10 @@ async def _serve(options: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    given = json.loads(sys.argv[1])
+    dask.config.set(given["config"])
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    asyncio.run(_serve(json.loads(sys.argv[1])))
+    asyncio.run(_serve(given["options"]))
 
 
 if __name__ == "__main__":

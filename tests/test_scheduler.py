@@ -73,3 +73,22 @@ def test_the_scheduler_and_workers_exit_when_the_kernel_is_killed(tmp_path):
     scheduler, worker = pids
     assert gone(scheduler, timeout=20)
     assert gone(worker, timeout=60)
+
+
+def test_an_idle_cluster_ticks_and_samples_coarsely():
+    """Dask's 20 ms event-loop tick and 10 ms stack sampling kept an idle cluster busy: the
+    coarser settings reach the scheduler, the workers and the nannies in the kernel."""
+    import dask
+
+    client = get_client("local")
+
+    def settings() -> tuple[str, str]:
+        return (
+            dask.config.get("distributed.admin.tick.interval"),
+            dask.config.get("distributed.worker.profile.interval"),
+        )
+
+    assert set(client.run(settings).values()) == {("1s", "100ms")}
+    assert client.run_on_scheduler(settings)[0] == "1s"
+    nannies = client.cluster.workers.values()
+    assert nannies and {nanny._tick_interval for nanny in nannies} == {1.0}
