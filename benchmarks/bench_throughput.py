@@ -191,7 +191,7 @@ def _cluster_cpu() -> dict[str, float]:
     for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):  # gone meanwhile
             command = " ".join(child.cmdline())
-            role = "scheduler process" if "hpo_nb._scheduler" in command else None
+            role = "scheduler process" if "_scheduler.py" in command else None
             if "spawn_main" in command:  # a worker, started by its nanny
                 role = f"worker processes ({CONCURRENCY})"
             if role:

@@ -45,6 +45,8 @@ def test_the_scheduler_runs_outside_the_kernel_and_its_process_group():
     assert pid != os.getpid()
     assert os.getpgid(pid) != os.getpgid(0)
     assert psutil.Process(pid).ppid() == os.getpid()
+    # It starts fast and stays small: nothing of hpo_nb (optuna, sqlalchemy...) is loaded there.
+    assert client.run_on_scheduler(lambda: [m for m in sys.modules if m.startswith("hpo_nb")]) == []
 
 
 def test_closing_the_clusters_ends_the_scheduler_process():
