@@ -134,7 +134,10 @@ def _local_client(kind: str, workers: int | None, gpus: str | None) -> Client:
         # they restart), so the settings reach every worker process.
         with dask.config.set(_QUIET):
             if current is None:
-                instance = _start_cuda(gpus) if kind == "cuda" else _start_local(workers)
+                try:
+                    instance = _start_cuda(gpus) if kind == "cuda" else _start_local(workers)
+                except RuntimeError as e:  # e.g. the scheduler's process did not start
+                    raise HpoError(f"the local dask cluster did not start: {e}") from None
                 current = _local[kind] = (instance, Client(instance, set_as_default=False))
             instance, client = current
             if kind == "local" and workers is not None and len(instance.workers) != workers:

@@ -25,7 +25,6 @@ from typing import Any
 
 import dask
 from distributed import Scheduler
-from distributed.core import Status
 from distributed.deploy.spec import ProcessInterface
 
 __all__ = ["SchedulerProcess"]
@@ -97,13 +96,12 @@ async def _serve(options: dict[str, Any]) -> None:
     parent = os.getppid()
     async with Scheduler(**options) as scheduler:
         print(scheduler.address, flush=True)
-        while scheduler.status not in (Status.closing, Status.closed, Status.failed):
+        finished = asyncio.ensure_future(scheduler.finished())
+        while not finished.done():
+            await asyncio.wait([finished], timeout=_PARENT_CHECK)
             if os.getppid() != parent:  # the kernel died without closing us
                 await scheduler.close()
-                break
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(scheduler.finished()), _PARENT_CHECK)
-        await scheduler.finished()
+        await finished
 
 
 def main() -> None:

@@ -13,10 +13,12 @@ import pytest
 
 import hpo_nb
 from hpo_nb._cluster import get_client
+from hpo_nb._errors import HpoError
 
 START_AND_WAIT = """
 import os, sys, time, hpo_nb
 from hpo_nb._cluster import get_client
+from hpo_nb._errors import HpoError
 if __name__ == "__main__":
     client = get_client("local", workers=1)
     workers = list(client.run(os.getpid).values())
@@ -94,3 +96,18 @@ def test_an_idle_cluster_ticks_and_samples_coarsely():
     assert client.run_on_scheduler(settings)[0] == "1s"
     nannies = client.cluster.workers.values()
     assert nannies and {nanny._tick_interval for nanny in nannies} == {1.0}
+
+
+def test_a_scheduler_that_cannot_start_is_one_clear_line(monkeypatch):
+    hpo_nb.close_clusters()
+    monkeypatch.setattr(
+        "hpo_nb._scheduler._RUN_THIS_FILE", "import sys; sys.exit('no room for a scheduler')"
+    )
+    with pytest.raises(HpoError) as caught:
+        get_client("local")
+    assert str(caught.value) == (
+        "the local dask cluster did not start: "
+        "the dask scheduler process did not start: no room for a scheduler"
+    )
+    monkeypatch.undo()
+    assert get_client("local").run_on_scheduler(os.getpid) != os.getpid()  # it starts again
