@@ -705,7 +705,7 @@ def _report(
         "| --- | " + " | ".join("---:" for _ in roles) + " | ---: |",
         *(
             f"| {name} | "
-            + " | ".join(f"{cpu.get(r, 0.0):.0f}" if r in cpu else "-" for r in roles)
+            + " | ".join(f"{cpu[r]:.0f}" if r in cpu else "-" for r in roles)
             + f" | {sum(cpu.values()):.0f} |"
             for name, cpu in idle.items()
         ),

@@ -16,9 +16,8 @@ from hpo_nb._cluster import get_client
 from hpo_nb._errors import HpoError
 
 START_AND_WAIT = """
-import os, sys, time, hpo_nb
+import os, time
 from hpo_nb._cluster import get_client
-from hpo_nb._errors import HpoError
 if __name__ == "__main__":
     client = get_client("local", workers=1)
     workers = list(client.run(os.getpid).values())
