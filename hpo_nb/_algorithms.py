@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
+from ._cmaes import HistoryCmaEsSampler
 from ._errors import HpoError
 from ._tpe import HistoryTPESampler
 
@@ -57,9 +58,7 @@ def _cmaes(seed: int | None, options: dict[str, Any], ctx: Context) -> optuna.sa
         raise HpoError(
             "the cmaes sampler needs a numeric space without conditions; use tpe or auto"
         )
-    return optuna.samplers.CmaEsSampler(
-        seed=seed, **{"warn_independent_sampling": False, **options}
-    )
+    return HistoryCmaEsSampler(seed=seed, **{"warn_independent_sampling": False, **options})
 
 
 def _grid(seed: int | None, options: dict[str, Any], ctx: Context) -> optuna.samplers.BaseSampler:

@@ -71,6 +71,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from ._algorithms import Context
+from ._cmaes import HistoryCmaEsSampler, fresh_copy
 from ._tpe import HistoryTPESampler
 
 __all__ = ["SAMPLER_KEY", "AutoSampler"]
@@ -302,21 +303,23 @@ class AutoSampler(BaseSampler):
         self._sampler.reseed_rng()
 
 
-class _CmaEsStartedOnce(optuna.samplers.CmaEsSampler):
-    """Optuna's CMA-ES, its starting state (warm-started from the trials so far) worked out once.
+class _CmaEsStartedOnce(HistoryCmaEsSampler):
+    """CMA-ES (over its incremental history), its starting state (warm-started from the trials
+    so far) worked out once.
 
     Until one of its own trials completes, Optuna's works the start out again for every trial,
     from every source trial: with 128 trials at once on 500 complete ones, 128 times ~10 ms
     while workers wait. Each trial gets its own copy (its random state is reseeded per trial
     anyway)."""
 
-    _start: tuple[Any, bytes] | None = None
+    _start: tuple[Any, Any] | None = None
 
     def _init_optimizer(self, trans: Any, direction: optuna.study.StudyDirection) -> Any:
         key = (trans.bounds.tobytes(), direction)
         if self._start is None or self._start[0] != key:
-            self._start = (key, pickle.dumps(super()._init_optimizer(trans, direction)))
-        return pickle.loads(self._start[1])
+            start = super()._init_optimizer(trans, direction)
+            self._start = (key, pickle.loads(pickle.dumps(start)))  # as a stored one reads
+        return fresh_copy(self._start[1], self.copies_rng)
 
 
 class _GPOnWarpedValues(optuna.samplers.GPSampler):
