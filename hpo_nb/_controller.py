@@ -114,6 +114,9 @@ class _Task:
     )
     retry: _Retry | None = None  # the failed trial this one runs again
     attempt: str | None = None  # the execution of the task (see _channel) that runs trials
+    # Its messages that came while the storage was creating its trial's record, in order:
+    # handled once the record exists (_on_created), so the loop never waits for the writer.
+    early: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -603,9 +606,13 @@ class Controller:
 
     def _on_created(self, key: str, created: concurrent.futures.Future[MirroredTrial]) -> None:
         task = self._tasks.get(key)
-        if task is None or task.created is not created or created.exception() is not None:
-            return  # its trial ended meanwhile (see _settle), or the storage failed (tick raises)
-        self._settle(task)
+        if task is None or created.exception() is not None:
+            return  # the task is gone (see _drop), or the storage failed (tick raises)
+        if task.created is created:  # else its trial ended meanwhile (see _settle)
+            self._settle(task)
+        early, task.early = task.early, []
+        for message in early:  # in order; one that starts another trial may wait again
+            self._on_message(message)
 
     def _settle(self, task: _Task) -> None:
         """Wait for the trial a task is being given, if any (to end it, or to hand it out)."""
@@ -634,6 +641,9 @@ class Controller:
     # -- messages from tasks ------------------------------------------------------------------
     def _on_message(self, message: dict[str, Any]) -> None:
         task = self._tasks.get(message["key"])
+        if task is not None and (task.early or _creating(task)):
+            task.early.append(message)  # after its record exists, and after those before it
+            return
         if task is None:
             if message["op"] == "finish":  # a cancelled trial left its worker by itself
                 self._doomed.pop(message["attempt"], None)
@@ -864,6 +874,8 @@ class Controller:
             self._discard(self._sent.pop(key))
         if task.future is not None:
             task.future.release()
+        for message in task.early:  # as for any task gone: a waiting request hears so
+            self._on_message(message)
 
     def _is_better(self, value: float) -> bool:
         best = self.progress.best_value
@@ -1145,6 +1157,11 @@ class Controller:
         for observer in self._observers:
             with contextlib.suppress(Exception):  # a broken view must not stop the study
                 observer(progress)
+
+
+def _creating(task: _Task) -> bool:
+    """Whether the storage is still creating the record of the task's trial."""
+    return task.created is not None and not task.created.done()
 
 
 def _idle(task: _Task) -> bool:

@@ -70,6 +70,52 @@ def test_stop_while_the_storage_creates_trials_leaves_none_running(db, monkeypat
     assert run.progress.failed == len(failed) and run.progress.running == 0
 
 
+def reports_then_waits(trial):
+    x = trial.suggest_float("x", 0, 1)
+    trial.report(x, 0)  # the trial's first message leaves at once
+    time.sleep(0.2 + x)
+    return x
+
+
+def test_the_loop_goes_on_while_the_storage_creates_a_trial(db, monkeypatch):
+    """A message of a trial whose record the storage is still creating waits for it, in order,
+    without holding up the messages of the other trials: here the third trial's record waits
+    (its worker has started it and reported) while the second trial ends."""
+    create, calls, gate = Mirror._create_trial, [], threading.Event()
+
+    def third_waits(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            assert gate.wait(60)
+        return create(self, *args)
+
+    monkeypatch.setattr(Mirror, "_create_trial", third_waits)
+    first_two = [{"x": 0.0}, {"x": 1.0}]  # 0.2 s, then the third starts; 1.2 s
+    run = hpo_nb.run(  # seeded: nothing sent ahead, the third goes to the first worker free
+        reports_then_waits,
+        n_trials=3,
+        storage=db,
+        sampler="random",
+        seed=0,
+        workers=2,
+        enqueue=first_two,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while run.progress.complete < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(calls) == 3 and not gate.is_set()
+        assert run.progress.complete == 2  # recorded while the third trial's record waited
+    finally:
+        gate.set()
+        run.wait(timeout=60)
+    assert run.state == RunState.COMPLETED, run.reason
+    trials = optuna.load_study(study_name="reports_then_waits", storage=db).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert [t.params["x"] for t in trials[:2]] == [0.0, 1.0]
+    assert all(t.intermediate_values == {0: t.params["x"]} == {0: t.value} for t in trials)
+
+
 def test_a_new_trial_is_written_before_the_queued_writes(db):
     """A worker waits for its trial's record; the previous trials' results need not go first."""
     optuna.create_study(study_name="order", storage=db)
