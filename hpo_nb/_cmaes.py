@@ -5,14 +5,14 @@ backwards for the latest stored optimizer, unpickles it from hex strings, filter
 complete trial for those of the optimizer's generation and, once a generation is full, tells
 the optimizer its solutions. With many trials at once the generation is often full before the
 trial that stores the told optimizer completes, so each suggestion tells the same solutions to
-the same optimizer again. At 128 trials at once on 1,000 trials that took about 12 ms per
-suggestion here, more than the controller has to draw 128 trials a second.
+the same optimizer again. With 128 trials at once and 1,000 in the study that took about 10 ms
+per suggestion here, more than the controller has to draw 128 trials a second.
 
 This sampler keeps the complete trials in number order, each trial added once; indexes them by
 generation; keeps the latest optimizer unpickled, and the optimizer told a given set of
 solutions, and hands out copies of them. Everything else is Optuna's own code path, so
 suggestions are the same as ``optuna.samplers.CmaEsSampler``'s with the same seed
-(``tests/test_cmaes.py`` checks it).
+(``tests/test_cmaes.py`` checks it). It suggests from one thread at a time (the controller's).
 """
 
 from __future__ import annotations
