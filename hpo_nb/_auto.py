@@ -109,8 +109,10 @@ class AutoSampler(BaseSampler):
         self.choice = "random"
         self.reason = "no complete trial yet"
         self._last_sample_seconds = 0.0
-        # (trials checked, their parameters' names, conditional, categorical) so far
-        self._shape: tuple[int, frozenset[str] | None, bool, bool] = (0, None, False, False)
+        # (the first trial's parameters' names, conditional, categorical) so far, and the
+        # numbers of the complete trials checked
+        self._shape: tuple[frozenset[str] | None, bool, bool] = (None, False, False)
+        self._shape_checked: set[int] = set()
         self._middle_trial: int | None = None  # the number of the trial at the middle
         self._loading: dict[str, threading.Thread] = {}
 
@@ -212,15 +214,25 @@ class AutoSampler(BaseSampler):
 
     def _shape_so_far(self, complete: list[FrozenTrial]) -> tuple[bool, bool]:
         """(conditional, categorical) as far as the complete trials show (each checked once):
-        conditional when two trials have different parameters."""
-        checked, names, conditional, categorical = self._shape
-        for t in complete[checked:]:
+        conditional when two trials have different parameters.
+
+        ``complete`` is in number order, and trials may complete out of it: the unchecked ones
+        are found from the end back, which passes only trials that completed meanwhile."""
+        names, conditional, categorical = self._shape
+        unchecked = len(complete) - len(self._shape_checked)
+        for t in reversed(complete):
+            if unchecked <= 0:
+                break
+            if t.number in self._shape_checked:
+                continue
+            self._shape_checked.add(t.number)
+            unchecked -= 1
             names = names if names is not None else frozenset(t.params)
             conditional = conditional or set(t.params) != names
             categorical = categorical or any(
                 isinstance(d, CategoricalDistribution) for d in t.distributions.values()
             )
-        self._shape = (len(complete), names, conditional, categorical)
+        self._shape = (names, conditional, categorical)
         return conditional, categorical
 
     def _loaded(self, name: str) -> bool:
@@ -244,7 +256,7 @@ class AutoSampler(BaseSampler):
     def _conditional(self) -> bool:
         """Whether the declared space, or else the trials so far, have conditional parameters."""
         space = self._context.space
-        return space.is_conditional if space is not None else self._shape[2]
+        return space.is_conditional if space is not None else self._shape[1]
 
     # -- BaseSampler ---------------------------------------------------------------------------
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:

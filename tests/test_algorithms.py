@@ -322,3 +322,18 @@ def test_auto_reads_a_declarative_space_before_any_trial(db):
     }
     run = hpo_nb.run(bowl, n_trials=6, study="if", storage=db, space=conditional_space, wait=True)
     assert run.progress.sampler == "auto: tpe (conditional parameters)"
+
+
+def test_auto_sees_the_parameters_of_a_trial_that_finishes_after_later_ones():
+    study, sampler = auto_study()
+    late = study.ask()  # trial 0: the only one with "y"
+    late.suggest_float("x", 0, 1)
+    late.suggest_float("y", 0, 1)
+    for _ in range(3):
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        study.tell(trial, 1.0)
+    assert sampler.reason != "conditional parameters"
+    study.tell(late, 1.0)
+    study.ask()
+    assert sampler.choice == "tpe" and sampler.reason == "conditional parameters"
