@@ -126,7 +126,7 @@ def test_densities_are_optunas_bit_for_bit() -> None:
     }
     parameters = _ParzenEstimatorParameters(1.0, True, False, default_weights, False)
     rng = np.random.RandomState(0)
-    for n in (0, 1, 7, 400):
+    for n in (0, 1, 7, 400, 3000):  # 3000: Optuna's erf switches method at 2000 values
         observations = {
             "x": rng.uniform(-5, 5, n),
             "lr": np.exp(rng.uniform(np.log(1e-5), np.log(1e-1), n)),
@@ -163,3 +163,17 @@ def test_same_suggestions_over_a_long_discrete_study(multivariate: bool) -> None
         study.optimize(objective, n_trials=300)
         studies.append([t.params for t in study.trials])
     assert studies[0] == studies[1]
+
+
+def test_distinct_pairs_are_optunas() -> None:
+    from optuna.samplers._tpe.probability_distributions import _unique_inverse_2d
+
+    from hpo_nb._tpe import _unique_pairs
+
+    rng = np.random.RandomState(1)
+    for n in (1, 2, 50, 10_000):
+        a = rng.randint(0, 8, n).astype(float)  # many ties, as stepped parameters have
+        b = np.where(rng.rand(n) < 0.7, 0.5, rng.rand(n))
+        ours, theirs = _unique_pairs(a, b), _unique_inverse_2d(a, b)
+        for mine, optunas in zip(ours, theirs, strict=True):
+            assert mine.dtype == optunas.dtype and np.array_equal(mine, optunas)
