@@ -185,6 +185,8 @@ class WorkerChannel:
             if not self._keep_ahead(answer):
                 if "ticket" in answer:
                     self._taken.add(answer["id"])  # the same trial may come ahead too: late
+                    if self._ahead is not None and self._ahead["id"] == answer["id"]:
+                        self._ahead = None  # or early: sent ahead, then given on request
                 return answer
 
     def take_ahead(self) -> dict[str, Any] | None:

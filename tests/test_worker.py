@@ -236,3 +236,24 @@ def test_a_value_sampled_ahead_is_used_only_for_the_same_distribution():
     assert [(op, [p[0] for p in m["params"]]) for op, m in channel.sent] == [("report", ["lr"])]
     assert trial.suggest_int("n", 1, 10) == 5  # another range: the controller samples it
     assert channel.sent[-1][0] == "suggest" and channel.sent[-1][1]["name"] == "n"
+
+
+def test_a_trial_sent_ahead_then_given_on_request_runs_once():
+    """The controller sent a trial ahead, but the task ended its own first and asked: the
+    answer is the same trial, which may arrive after the copy sent ahead."""
+    import collections
+    import queue
+
+    from hpo_nb._channel import WorkerChannel
+
+    channel = WorkerChannel.__new__(WorkerChannel)
+    channel.attempt, channel._reply_timeout = "a1", 5.0
+    channel._inbox, channel._unread = queue.SimpleQueue(), collections.deque()
+    channel._ahead, channel._taken = None, set()
+    channel.cancelled = lambda: False  # type: ignore[method-assign]
+    channel._inbox.put({"ahead": True, "ticket": b"t7", "id": 7})
+    channel._inbox.put({"ticket": b"t7", "id": 7})
+    assert channel.wait({"reply_to": "a1"})["id"] == 7
+    assert channel.take_ahead() is None  # not run a second time
+    channel._inbox.put({"ahead": True, "ticket": b"t8", "id": 8})  # the next one is taken
+    assert channel.take_ahead()["id"] == 8
