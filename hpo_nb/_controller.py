@@ -145,7 +145,8 @@ class _Retry:
 
 _SEND_TIME = 0.005  # seconds left to the event loop to send a ticket
 # Trials sent ahead only when the recent ones lasted longer than this (median, seconds): a
-# shorter trial ends before its successor could arrive, and asks for it anyway.
+# shorter trial ends before its successor could arrive, and asks for it anyway (the answer
+# then brings its successor: see _successor).
 _AHEAD_MIN = 0.1
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -500,8 +501,25 @@ class Controller:
             return
         sent = sent or self._next_for(task, draw=True)
         assert sent is not None
-        self._reply(message, {"ticket": sent.ticket, "id": sent.id})
         self._begin(task, sent)
+        successor = self._successor(task)
+        self._reply(message, {"ticket": sent.ticket, "id": sent.id})
+        if successor is not None:  # in the same event
+            self._sent[task.key] = successor
+            self._reply(message, {"ahead": True, "ticket": successor.ticket, "id": successor.id})
+
+    def _successor(self, task: _Task) -> _Next | None:
+        """The trial to send ahead with the one a task asked for: one drawn already or, when
+        trials end before a successor sent later could arrive (see _AHEAD_MIN), a new one. Such
+        a task then starts it the moment its trial ends and asks again only after that: two
+        trials per round trip through the scheduler instead of one."""
+        if self._stop_reason is not None or not self._drawing_ahead():
+            return None
+        p = self.progress
+        if p.counted + self._running() + len(self._sent) >= p.target:
+            return None
+        short = bool(self._durations) and statistics.median(self._durations) < _AHEAD_MIN
+        return self._next_for(task, draw=short)
 
     def _start_next(self, task: _Task, trial_id: int) -> None:
         """A task started the trial sent ahead to it (even one taken back too late: it runs

@@ -396,8 +396,8 @@ def run_slot(
     sends the task its next one (drawn ahead): the task starts it the moment the current one
     ends, and tells the controller so with the outcome, so a worker that becomes free waits
     for no round trip and no new dask task. Without one, the outcome travels with the
-    request for the next trial. The task ends when the controller has no trial left for it;
-    its result is its last message.
+    request for the next trial (whose answer may bring the one after it). The task ends when
+    the controller has no trial left for it; its result is its last message.
     """
     channel = WorkerChannel(topic, reply_timeout)
     trial: WorkerTrial | None = None

@@ -276,8 +276,8 @@ def instant(trial):
 
 def test_short_trials_are_not_sent_ahead(db, monkeypatch):
     """A trial that ends before its successor could reach its worker asks for it anyway: once
-    the trials are known to be that short, the controller sends none ahead (only the first
-    tasks, before any trial ended, may have got one)."""
+    the trials are known to be that short, the controller sends none ahead on its own (only
+    the first tasks, before any trial ended, may have got one; see the next test)."""
     sent = []
     tell = hpo_nb._channel.ControllerChannel.tell
 
@@ -292,3 +292,26 @@ def test_short_trials_are_not_sent_ahead(db, monkeypatch):
     assert len(sent) <= 2
     study = optuna.load_study(study_name=run.progress.study, storage=db)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 30
+
+
+def test_a_short_trial_comes_with_its_successor(db, monkeypatch):
+    """Trials too short for a successor sent later: the answer to a task's request carries
+    the trial it asked for and, when one is drawn already, the next, which the task starts
+    the moment the first ends; so it asks for about every other trial instead of each."""
+    requests, started_ahead = [], []
+    process = hpo_nb._controller.Controller._process
+
+    def counting(self, task, message):
+        if message["op"] == "finish" and "next" in message:
+            started_ahead.append(message["next"])
+        elif message["op"] == "finish" and "reply_to" in message:
+            requests.append(message["key"])
+        return process(self, task, message)
+
+    monkeypatch.setattr(hpo_nb._controller.Controller, "_process", counting)
+    run = hpo_nb.run(instant, n_trials=40, storage=db, workers=2, sampler="random", wait=True)
+    assert run.state == RunState.COMPLETED, run.reason
+    assert len(started_ahead) >= 10  # 0-2 without (the first tasks' only)
+    assert len(requests) + len(started_ahead) == 40  # each trial ended one way or the other
+    study = optuna.load_study(study_name=run.progress.study, storage=db)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 40
