@@ -80,13 +80,18 @@ def wait_finished(page: Page, at_least: int, timeout: float = 60_000) -> int:
 
 
 def wait_state(page: Page, states: tuple[str, ...], timeout: float = 60_000) -> str:
-    page.wait_for_function(
-        "states => states.includes(document.querySelector('.hpo-panel')?.dataset.state)",
+    """The panel's state once it is one of ``states``, read in the same check (a second read
+    could meet a view of the panel that is being drawn again: seen once in CI)."""
+    handle = page.wait_for_function(
+        """states => {
+            const state = document.querySelector('.hpo-panel')?.dataset.state;
+            return states.includes(state) ? state : null;
+        }""",
         arg=list(states),
         timeout=timeout,
     )
-    state = page.locator(PANEL).get_attribute("data-state")
-    assert state is not None
+    state = handle.json_value()
+    assert isinstance(state, str)
     return state
 
 
