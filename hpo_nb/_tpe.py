@@ -46,7 +46,6 @@ class _History:
     """What TPE needs of each finished (complete or pruned) trial, in trial-number order."""
 
     def __init__(self) -> None:
-        self.version = 0  # bumped whenever trials are added
         self._splits: dict[tuple[StudyDirection, int], tuple[np.ndarray, np.ndarray]] = {}
         self._seen = 0  # trials of the study looked at so far
         self._unfinished: list[int] = []  # positions of trials seen before they finished
@@ -70,7 +69,6 @@ class _History:
                 self._add(study, trial)
                 added = True
         if added:
-            self.version += 1
             self._splits = {}
 
     def _add(self, study: Study, trial: FrozenTrial) -> None:
