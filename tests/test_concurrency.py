@@ -296,8 +296,8 @@ def test_short_trials_are_not_sent_ahead(db, monkeypatch):
 
 def test_a_short_trial_comes_with_its_successor(db, monkeypatch):
     """Trials too short for a successor sent later: the answer to a task's request carries
-    the trial it asked for and, when one is drawn already, the next, which the task starts
-    the moment the first ends; so it asks for about every other trial instead of each."""
+    the trial it asked for and the next (drawn then if none was drawn ahead), which the task
+    starts the moment the first ends; so it asks for about every other trial instead of each."""
     requests, started_ahead = [], []
     process = hpo_nb._controller.Controller._process
 
