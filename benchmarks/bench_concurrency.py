@@ -29,7 +29,7 @@ import optuna
 from distributed import LocalCluster
 
 import hpo_nb
-from hpo_nb._records import FAIL_REASON_KEY
+from hpo_nb.engine.records import FAIL_REASON_KEY
 
 CELL = """
 import time

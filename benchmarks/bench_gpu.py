@@ -104,7 +104,7 @@ def make_objective(device: str, work: float, steps: int, size: int) -> Callable[
 
 def device_kind() -> str:
     """ "cuda" where NVML finds a GPU and PyTorch can use it, else "cpu"."""
-    from hpo_nb._gpu import gpu_count
+    from hpo_nb.execution.gpu import gpu_count
 
     if gpu_count() == 0:
         return "cpu"

@@ -27,8 +27,8 @@ SMOKE = ["--trials", "200", "--repeat", "1"]  # the CI's tiny run (tests/test_be
 PROBE = """
 import gc, json, resource, sys, time, psutil, optuna
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-from hpo_nb._mirror import Mirror
-from hpo_nb._storage import open_storage
+from hpo_nb.engine.mirror import Mirror
+from hpo_nb.io.storage import open_storage
 url, path = sys.argv[1], sys.argv[2]
 rdb = open_storage(url)
 gc.collect()
@@ -57,8 +57,8 @@ def build(url: str, n: int) -> None:
     sys.path.insert(0, str(HERE))
     from bench_storage import synthetic_trials
 
-    from hpo_nb._archive import read_archive, restore_archive, write_archive
-    from hpo_nb._storage import open_storage
+    from hpo_nb.io.archive import read_archive, restore_archive, write_archive
+    from hpo_nb.io.storage import open_storage
 
     memory = optuna.create_study(study_name="s", storage=optuna.storages.InMemoryStorage())
     memory.add_trials(synthetic_trials(n))

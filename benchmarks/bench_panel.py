@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 
 import hpo_nb
-from hpo_nb._console import Console
+from hpo_nb.frontends.console import Console
 
 CELL = """
 lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)

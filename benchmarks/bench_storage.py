@@ -34,9 +34,9 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
-import hpo_nb._lifecycle as lifecycle
-from hpo_nb._archive import write_archive
-from hpo_nb._storage import open_storage
+import hpo_nb.engine.lifecycle as lifecycle
+from hpo_nb.io.archive import write_archive
+from hpo_nb.io.storage import open_storage
 
 PARAMS = 6
 STEPS = 50

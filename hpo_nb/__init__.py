@@ -21,11 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import presets
-from ._cluster import ClusterInfo, cluster
-from ._cluster import close_all as close_clusters
-from ._errors import HpoError
-from ._lifecycle import (
+from hpo_nb._errors import HpoError
+from hpo_nb._settings import Settings, settings
+from hpo_nb.engine.lifecycle import (
     StudyInfo,
     StudyList,
     best,
@@ -39,11 +37,13 @@ from ._lifecycle import (
     stop,
     studies,
 )
-from ._objective import Objective, objective_from_cell
-from ._progress import Progress, RunState
-from ._run import ObjectiveChangedWarning, Run, active_runs, run, stop_all
-from ._settings import Settings, settings
-from ._space import SearchSpace
+from hpo_nb.engine.progress import Progress, RunState
+from hpo_nb.engine.run import ObjectiveChangedWarning, Run, active_runs, run, stop_all
+from hpo_nb.execution.cluster import ClusterInfo, cluster
+from hpo_nb.execution.cluster import close_all as close_clusters
+from hpo_nb.search import presets
+from hpo_nb.search.objective import Objective, objective_from_cell
+from hpo_nb.search.space import SearchSpace
 
 __version__ = "0.1.0"
 
@@ -85,15 +85,15 @@ __all__ = [
 
 def panel(objective: Any, **options: Any) -> Any:
     """The control panel of an objective or study: edit its space, pick its algorithms, start,
-    stop and watch it (see :func:`hpo_nb._console.panel`; widgets load only when asked)."""
-    from ._console import panel as make_panel
+    stop and watch it (see :func:`hpo_nb.frontends.console.panel`; widgets load only when asked)."""
+    from hpo_nb.frontends.console import panel as make_panel
 
     return make_panel(objective, **options)
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext hpo_nb``: register the magics."""
-    from ._magics import HpoMagics
+    from hpo_nb.frontends.magics import HpoMagics
 
     ipython.register_magics(HpoMagics)
     # A kernel shutdown or restart sets ``exit_now`` before ipykernel terminates its child

@@ -62,7 +62,7 @@ def first_device(trial: Any) -> str | None:
 
 
 def trial_rows(study: Any) -> list[dict[str, Any]]:
-    from hpo_nb._records import FAIL_REASON_KEY
+    from hpo_nb.engine.records import FAIL_REASON_KEY
 
     return [
         {
@@ -176,7 +176,7 @@ def main() -> None:
         sys.exit(f"dask-cuda is a test dependency of the GPU path: {e}")
 
     import hpo_nb
-    from hpo_nb._cluster import get_client
+    from hpo_nb.execution.cluster import get_client
 
     summary: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="hpo_nb_gpu_stub_") as tmp:

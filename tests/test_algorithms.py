@@ -10,8 +10,15 @@ from optuna.trial import TrialState
 
 import hpo_nb
 from hpo_nb import HpoError, RunState
-from hpo_nb._algorithms import PRUNERS, SAMPLERS, Context, make_pruner, make_sampler, parse_options
-from hpo_nb._auto import NEEDS, SAMPLER_KEY, AutoSampler
+from hpo_nb.search.algorithms import (
+    PRUNERS,
+    SAMPLERS,
+    Context,
+    make_pruner,
+    make_sampler,
+    parse_options,
+)
+from hpo_nb.search.auto import NEEDS, SAMPLER_KEY, AutoSampler
 
 SPACE = {
     "x": {"type": "float", "low": -3.0, "high": 3.0},

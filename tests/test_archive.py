@@ -19,10 +19,10 @@ from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
-import hpo_nb._archive as archive_module
+import hpo_nb.io.archive as archive_module
 from hpo_nb import HpoError
-from hpo_nb._archive import read_archive, write_archive
-from hpo_nb._lifecycle import export_archive, import_archive
+from hpo_nb.engine.lifecycle import export_archive, import_archive
+from hpo_nb.io.archive import read_archive, write_archive
 
 NAN, INF = float("nan"), float("inf")
 
@@ -365,7 +365,7 @@ def test_the_magics_export_and_import(tmp_path):
 def test_the_fast_reader_gives_what_optuna_reads(any_db):
     """``load_trials`` (what runs and panels load a study with) equals Optuna's own read,
     trial ids included, in every state and on every backend."""
-    from hpo_nb._archive import load_trials
+    from hpo_nb.io.archive import load_trials
 
     storage = RDBStorage(any_db)
     build(storage)
@@ -382,8 +382,8 @@ def test_the_fast_reader_reads_a_chunk_at_a_time_from_one_snapshot(any_db, monke
     """``load_trials`` is lazy: it reads the trials a few at a time (a large study is never
     held twice by a caller that keeps what it loads), yet all from the snapshot of its first
     read, while the study goes on changing."""
-    from hpo_nb._archive import load_trials
-    from hpo_nb._storage import open_storage
+    from hpo_nb.io.archive import load_trials
+    from hpo_nb.io.storage import open_storage
 
     monkeypatch.setattr(archive_module, "_CHUNK", 3)
     storage = open_storage(any_db)  # SQLite in WAL mode: a writer goes on beside the reader
@@ -416,8 +416,8 @@ def test_a_mirror_holds_the_study_as_optuna_would(db):
     """The run-side copy of a study holds what copying Optuna's own read of every finished and
     WAITING trial into memory gives (numbered from 0 there, best trial included), and what
     Optuna hands out of it is a copy."""
-    from hpo_nb._mirror import Mirror
-    from hpo_nb._storage import open_storage
+    from hpo_nb.engine.mirror import Mirror
+    from hpo_nb.io.storage import open_storage
 
     storage = open_storage(db)
     build(storage)

@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo_nb._cmaes import HistoryCmaEsSampler
+from hpo_nb.search.cmaes import HistoryCmaEsSampler
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 # with_margin, use_separable_cma and consider_pruned_trials are experimental in Optuna

@@ -12,10 +12,10 @@ from optuna.trial import TrialState
 
 import hpo_nb
 from hpo_nb import RunState
-from hpo_nb._controller import FAIL_REASON_KEY
-from hpo_nb._mirror import Mirror
-from hpo_nb._records import retry_params
-from hpo_nb._storage import open_storage
+from hpo_nb.engine.controller import FAIL_REASON_KEY
+from hpo_nb.engine.mirror import Mirror
+from hpo_nb.engine.records import retry_params
+from hpo_nb.io.storage import open_storage
 
 SPECIAL = {3: math.inf, 4: -math.inf, 5: math.nan}
 
@@ -194,14 +194,14 @@ def test_each_running_trial_has_its_successor_sent_while_it_runs(db, monkeypatch
     task of a running trial, which starts it the moment its trial ends; none in memory
     becomes a stored trial unless started."""
     started_ahead = []
-    process = hpo_nb._controller.Controller._process
+    process = hpo_nb.engine.controller.Controller._process
 
     def counting(self, task, message):
         if message["op"] == "finish" and "next" in message:
             started_ahead.append(message["next"])
         return process(self, task, message)
 
-    monkeypatch.setattr(hpo_nb._controller.Controller, "_process", counting)
+    monkeypatch.setattr(hpo_nb.engine.controller.Controller, "_process", counting)
     run = hpo_nb.run(sleepy, n_trials=6, storage=db, workers=2)
     controller = run._controller
     waiting, sent = [], []
@@ -238,14 +238,14 @@ def test_trials_get_their_parameters_without_asking(db, monkeypatch, objective, 
     them. Only the trials drawn before any asked (the first two, and the two sent ahead to
     their workers at once) ask for a computed range."""
     requests = []
-    process = hpo_nb._controller.Controller._process
+    process = hpo_nb.engine.controller.Controller._process
 
     def counting(self, task, message):
         if message["op"] == "suggest":
             requests.append(message["name"])
         return process(self, task, message)
 
-    monkeypatch.setattr(hpo_nb._controller.Controller, "_process", counting)
+    monkeypatch.setattr(hpo_nb.engine.controller.Controller, "_process", counting)
     run = hpo_nb.run(objective, n_trials=8, storage=db, workers=2, sampler="random", wait=True)
     assert run.state == RunState.COMPLETED, run.reason
     assert len(requests) <= most_requests
@@ -279,14 +279,14 @@ def test_short_trials_are_not_sent_ahead(db, monkeypatch):
     the trials are known to be that short, the controller sends none ahead on its own (only
     the first tasks, before any trial ended, may have got one; see the next test)."""
     sent = []
-    tell = hpo_nb._channel.ControllerChannel.tell
+    tell = hpo_nb.execution.channel.ControllerChannel.tell
 
     def counting(self, attempt, payload):
         if "ahead" in payload:
             sent.append(payload["id"])
         return tell(self, attempt, payload)
 
-    monkeypatch.setattr(hpo_nb._channel.ControllerChannel, "tell", counting)
+    monkeypatch.setattr(hpo_nb.execution.channel.ControllerChannel, "tell", counting)
     run = hpo_nb.run(instant, n_trials=30, storage=db, workers=2, wait=True)
     assert run.state == RunState.COMPLETED, run.reason
     assert len(sent) <= 2
@@ -299,7 +299,7 @@ def test_a_short_trial_comes_with_its_successor(db, monkeypatch):
     the trial it asked for and the next (drawn then if none was drawn ahead), which the task
     starts the moment the first ends; so it asks for about every other trial instead of each."""
     requests, started_ahead = [], []
-    process = hpo_nb._controller.Controller._process
+    process = hpo_nb.engine.controller.Controller._process
 
     def counting(self, task, message):
         if message["op"] == "finish" and "next" in message:
@@ -308,7 +308,7 @@ def test_a_short_trial_comes_with_its_successor(db, monkeypatch):
             requests.append(message["key"])
         return process(self, task, message)
 
-    monkeypatch.setattr(hpo_nb._controller.Controller, "_process", counting)
+    monkeypatch.setattr(hpo_nb.engine.controller.Controller, "_process", counting)
     run = hpo_nb.run(instant, n_trials=40, storage=db, workers=2, sampler="random", wait=True)
     assert run.state == RunState.COMPLETED, run.reason
     assert len(started_ahead) >= 10  # 0-2 without (the first tasks' only)

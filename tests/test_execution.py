@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 import hpo_nb
 from hpo_nb import HpoError, RunState
-from hpo_nb._records import FAIL_REASON_KEY, TRIAL_KEY
+from hpo_nb.engine.records import FAIL_REASON_KEY, TRIAL_KEY
 
 
 def stamped(trial):
@@ -146,7 +146,9 @@ def test_stop_now_kills_trials_that_ignore_it(db, tmp_path):
 
 def test_monitoring_reports_each_worker_without_nvml(db):
     seen = []
-    hpo_nb._cluster.get_client("local").wait_for_workers(2, timeout=60)  # after restarts above
+    hpo_nb.execution.cluster.get_client("local").wait_for_workers(
+        2, timeout=60
+    )  # after restarts above
     run = hpo_nb.run(stamped, n_trials=16, storage=db, workers=2)
     run._controller.subscribe(lambda p: seen.extend(p.resources))
     run.wait(60)

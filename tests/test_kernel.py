@@ -11,7 +11,7 @@ import pytest
 from _kernel import Kernel
 from optuna.trial import TrialState
 
-from hpo_nb._controller import FAIL_REASON_KEY
+from hpo_nb.engine.controller import FAIL_REASON_KEY
 
 pytestmark = pytest.mark.kernel
 
@@ -101,7 +101,8 @@ def test_the_kernel_stays_free_while_a_study_runs(kernel):
 
 def worker_pids(kernel):
     code = (
-        "import os, hpo_nb._cluster as hc\nprint(sorted(hc.get_client().run(os.getpid).values()))"
+        "import os, hpo_nb.execution.cluster as hc\n"
+        "print(sorted(hc.get_client().run(os.getpid).values()))"
     )
     return kernel.ok(code).stdout.strip()
 
@@ -130,7 +131,7 @@ def test_interrupt_during_wait_leaves_no_running_trial(kernel):
 
 
 DROP_A_CTRL_C_AFTER_SHOWING = """
-import signal, weakref, hpo_nb._run as hr
+import signal, weakref, hpo_nb.engine.run as hr
 _show_in_cell = hr.Run._show_in_cell
 def dropping(self, execution_count):
     # The SIGINT handler runs in a weakref callback, where Python drops its KeyboardInterrupt.
@@ -224,7 +225,8 @@ def test_unload_stops_running_studies_and_closes_the_cluster(kernel):
     while running_in_db(kernel, "unloaded") < 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     reply = kernel.ok(
-        "%unload_ext hpo_nb\nimport hpo_nb._cluster as c\nprint(hu.state.value, not c._local)"
+        "%unload_ext hpo_nb\nimport hpo_nb.execution.cluster as c\n"
+        "print(hu.state.value, not c._local)"
     )
     assert reply.stdout.split() == ["stopped", "True"]
     assert running_in_db(kernel, "unloaded") == 0

@@ -7,12 +7,13 @@ import sys
 import zipfile
 from pathlib import Path
 
-from hpo_nb._run import Run
+from hpo_nb.engine.run import Run
 
 
 def test_core_and_worker_import_no_ipython_or_widgets():
     code = (
-        "import sys, hpo_nb, hpo_nb._worker, hpo_nb._controller, hpo_nb._channel\n"
+        "import sys, hpo_nb, hpo_nb.execution.worker, hpo_nb.engine.controller\n"
+        "import hpo_nb.execution.channel\n"
         "bad = [m for m in ('IPython', 'anywidget', 'ipywidgets', 'plotly') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -21,7 +22,7 @@ def test_core_and_worker_import_no_ipython_or_widgets():
 
 def test_magics_do_not_own_the_study():
     """The magic layer only parses and delegates: it never touches optuna or dask itself."""
-    import hpo_nb._magics as magics
+    import hpo_nb.frontends.magics as magics
 
     source = Path(magics.__file__).read_text()
     assert "import optuna" not in source and "distributed" not in source
@@ -58,7 +59,7 @@ def test_the_wheel_ships_the_widget_front_end(tmp_path):
             "-I",
             "-c",
             f"import sys; sys.path.insert(0, {str(target)!r}); "
-            "from hpo_nb._assets import asset; print(asset('panel.js'))",
+            "from hpo_nb.frontends.assets import asset; print(asset('panel.js'))",
         ],
         check=True,
         capture_output=True,

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 import hpo_nb
 from hpo_nb import HpoError
-from hpo_nb._records import FAIL_REASON_KEY, RECORD_KEY, TRIAL_KEY, retry_params
+from hpo_nb.engine.records import FAIL_REASON_KEY, RECORD_KEY, TRIAL_KEY, retry_params
 
 
 def quad(trial):

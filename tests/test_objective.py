@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from hpo_nb import HpoError, objective_from_cell
-from hpo_nb._objective import as_objective, parse_directions
+from hpo_nb.search.objective import as_objective, parse_directions
 
 
 def fixed(**params):

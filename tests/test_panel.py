@@ -9,9 +9,9 @@ import optuna
 import pytest
 
 import hpo_nb
-from hpo_nb._console import Console, importance_of
-from hpo_nb._rows import downsample, trial_row
-from hpo_nb._space import SearchSpace
+from hpo_nb.engine.rows import downsample, trial_row
+from hpo_nb.frontends.console import Console, importance_of
+from hpo_nb.search.space import SearchSpace
 
 
 def curve(trial):

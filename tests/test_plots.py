@@ -16,7 +16,7 @@ from _kernel import Kernel
 from optuna.trial import TrialState
 
 from hpo_nb import HpoError, _plots
-from hpo_nb._lifecycle import plots
+from hpo_nb.engine.lifecycle import plots
 
 SINGLE = {"history", "importance", "parallel", "slice", "contour", "intermediate", "timeline"}
 

@@ -16,8 +16,8 @@ from optuna.trial import TrialState
 
 import hpo_nb
 from hpo_nb import HpoError, RunState
-from hpo_nb import _interrupts as interrupts
-from hpo_nb._controller import FAIL_REASON_KEY, TRACEBACK_KEY
+from hpo_nb.engine import interrupts as interrupts
+from hpo_nb.engine.controller import FAIL_REASON_KEY, TRACEBACK_KEY
 
 
 def curve(trial):
@@ -302,7 +302,7 @@ def creeping(trial):
 
 
 def study_record(db, name):
-    from hpo_nb._records import RECORD_KEY
+    from hpo_nb.engine.records import RECORD_KEY
 
     rdb = optuna.storages.RDBStorage(db)
     return rdb.get_study_system_attrs(rdb.get_study_id_from_name(name))[RECORD_KEY]
@@ -362,7 +362,7 @@ def test_declarative_space_with_conditions(db):
 
 
 def test_a_declared_space_is_sampled_with_the_trial_and_asks_nothing(db, monkeypatch):
-    from hpo_nb._controller import Controller
+    from hpo_nb.engine.controller import Controller
 
     ops: list[str] = []
     on_message = Controller._on_message
@@ -413,7 +413,7 @@ def test_ci_trials_apply_only_under_ci(db, monkeypatch):
 
 
 def test_a_changed_objective_warns_and_versions_its_trials(db):
-    from hpo_nb._records import TRIAL_KEY
+    from hpo_nb.engine.records import TRIAL_KEY
 
     first = hpo_nb.objective_from_cell("versioned", "trial.suggest_float('x', 0, 1)", {})
     second = hpo_nb.objective_from_cell("versioned", "2 * trial.suggest_float('x', 0, 1)", {})

@@ -12,12 +12,12 @@ import psutil
 import pytest
 
 import hpo_nb
-from hpo_nb._cluster import get_client
 from hpo_nb._errors import HpoError
+from hpo_nb.execution.cluster import get_client
 
 START_AND_WAIT = """
 import os, time
-from hpo_nb._cluster import get_client
+from hpo_nb.execution.cluster import get_client
 if __name__ == "__main__":
     client = get_client("local", workers=1)
     workers = list(client.run(os.getpid).values())
@@ -100,7 +100,8 @@ def test_an_idle_cluster_ticks_and_samples_coarsely():
 def test_a_scheduler_that_cannot_start_is_one_clear_line(monkeypatch):
     hpo_nb.close_clusters()
     monkeypatch.setattr(
-        "hpo_nb._scheduler._RUN_THIS_FILE", "import sys; sys.exit('no room for a scheduler')"
+        "hpo_nb.execution.scheduler._RUN_THIS_FILE",
+        "import sys; sys.exit('no room for a scheduler')",
     )
     with pytest.raises(HpoError) as caught:
         get_client("local")

@@ -13,7 +13,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from hpo_nb import presets
 from hpo_nb._errors import HpoError
-from hpo_nb._space import SearchSpace
+from hpo_nb.search.space import SearchSpace
 
 SPACE = {
     "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},

@@ -12,10 +12,10 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 import hpo_nb
-import hpo_nb._run as run_module
+import hpo_nb.engine.run as run_module
 from hpo_nb import HpoError, RunState
-from hpo_nb._controller import FAIL_REASON_KEY
-from hpo_nb._storage import open_storage
+from hpo_nb.engine.controller import FAIL_REASON_KEY
+from hpo_nb.io.storage import open_storage
 
 pytestmark = pytest.mark.database
 
@@ -160,8 +160,8 @@ def test_the_mirrors_plain_sql_writes_read_back_as_optunas_own(any_db):
     must read them exactly as if its own RDBStorage had written them."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-    from hpo_nb import _writes as writes
-    from hpo_nb._storage import open_storage
+    from hpo_nb.engine import writes as writes
+    from hpo_nb.io.storage import open_storage
 
     rdb = open_storage(any_db)
     study = optuna.create_study(study_name="sql", storage=rdb, directions=["minimize"] * 2)

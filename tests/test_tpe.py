@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo_nb._tpe import HistoryTPESampler
+from hpo_nb.search.tpe import HistoryTPESampler
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -115,7 +115,7 @@ def test_densities_are_optunas_bit_for_bit() -> None:
     )
     from optuna.samplers._tpe.sampler import default_weights
 
-    from hpo_nb._tpe import _log_pdf
+    from hpo_nb.search.tpe import _log_pdf
 
     space = {
         "x": FloatDistribution(-5, 5),
@@ -168,7 +168,7 @@ def test_same_suggestions_over_a_long_discrete_study(multivariate: bool) -> None
 def test_distinct_pairs_are_optunas() -> None:
     from optuna.samplers._tpe.probability_distributions import _unique_inverse_2d
 
-    from hpo_nb._tpe import _unique_pairs
+    from hpo_nb.search.tpe import _unique_pairs
 
     rng = np.random.RandomState(1)
     for n in (1, 2, 50, 10_000):

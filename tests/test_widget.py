@@ -8,8 +8,8 @@ import math
 import time
 
 import hpo_nb
-from hpo_nb._panel import Panel
-from hpo_nb._progress import Progress, RunState
+from hpo_nb.engine.progress import Progress, RunState
+from hpo_nb.frontends.panel import Panel
 
 
 def instant(trial):

@@ -10,8 +10,8 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 
-from hpo_nb._channel import TaskCancelled
-from hpo_nb._worker import _HOLD, TrialTicket, WorkerTrial, outcome_of
+from hpo_nb.execution.channel import TaskCancelled
+from hpo_nb.execution.worker import _HOLD, TrialTicket, WorkerTrial, outcome_of
 
 
 class RecordingChannel:
@@ -180,7 +180,7 @@ def test_bad_values_fail_with_a_reason(value, n, reason):
 
 def test_values_reported_in_a_burst_travel_together_with_the_next_message(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("hpo_nb._worker.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("hpo_nb.execution.worker.time.monotonic", lambda: clock[0])
     channel = RecordingChannel({"should_prune": {"prune": False}})
     trial = WorkerTrial(ticket(), channel)
     trial.report(1.0, 0)  # the first goes at once
@@ -197,7 +197,7 @@ def test_values_reported_in_a_burst_travel_together_with_the_next_message(monkey
 
 def test_attributes_are_held_back_like_reports_and_the_last_message_takes_all(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("hpo_nb._worker.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("hpo_nb.execution.worker.time.monotonic", lambda: clock[0])
     channel = RecordingChannel()
     trial = WorkerTrial(ticket(), channel)
     trial.set_user_attr("first", 1)  # at once
@@ -213,7 +213,7 @@ def test_attributes_are_held_back_like_reports_and_the_last_message_takes_all(mo
 
 
 def test_the_flush_thread_sends_what_waits_once_it_is_due(monkeypatch):
-    monkeypatch.setattr("hpo_nb._worker._HOLD", 0.05)
+    monkeypatch.setattr("hpo_nb.execution.worker._HOLD", 0.05)
     channel = RecordingChannel()
     trial = WorkerTrial(ticket(), channel)
     trial.report(1.0, 0)
@@ -244,7 +244,7 @@ def test_a_trial_sent_ahead_then_given_on_request_runs_once():
     import collections
     import queue
 
-    from hpo_nb._channel import WorkerChannel
+    from hpo_nb.execution.channel import WorkerChannel
 
     channel = WorkerChannel.__new__(WorkerChannel)
     channel.attempt, channel._reply_timeout = "a1", 5.0

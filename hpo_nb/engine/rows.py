@@ -15,7 +15,7 @@ from typing import Any
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from ._records import FAIL_REASON_KEY, TRIAL_KEY
+from hpo_nb.engine.records import FAIL_REASON_KEY, TRIAL_KEY
 
 __all__ = ["CURVE_POINTS", "discovered", "downsample", "spec_of", "trial_row"]
 

@@ -6,7 +6,7 @@ In its own process it takes its own core instead. The process starts in a sessio
 so that Jupyter's signals to the kernel's process group (SIGINT on interrupt, SIGTERM on
 shutdown) do not reach it, and it exits by itself within a second if the kernel goes away.
 
-The process runs this file (not ``-m hpo_nb._scheduler``, which would import all of hpo_nb
+The process runs this file (not ``-m hpo_nb.execution.scheduler``, which would import all of hpo_nb
 first: about 1 s and 60 MiB more), given the scheduler's options and dask config as JSON; it
 prints its address once it listens. Nothing here imports hpo_nb.
 """

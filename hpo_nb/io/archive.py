@@ -49,8 +49,8 @@ from optuna.storages._rdb import models
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from ._errors import HpoError
-from ._storage import display_url
+from hpo_nb._errors import HpoError
+from hpo_nb.io.storage import display_url
 
 __all__ = [
     "FORMAT",

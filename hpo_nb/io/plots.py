@@ -21,7 +21,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from ._errors import HpoError
+from hpo_nb._errors import HpoError
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go

@@ -2,9 +2,9 @@
 
 The controller runs in one thread of the kernel process and is the only writer to the study's
 storage while a run lasts. Workers never open the storage; they talk to the controller through
-:mod:`hpo_nb._channel`. Each worker thread runs one dask task that takes trial after trial; while
-a trial runs, the controller sends its task the next one, drawn ahead, so a worker that becomes
-free starts it at once and its result travels with the note that it did.
+:mod:`hpo_nb.execution.channel`. Each worker thread runs one dask task that takes trial after
+trial; while a trial runs, the controller sends its task the next one, drawn ahead, so a worker
+that becomes free starts it at once and its result travels with the note that it did.
 """
 
 from __future__ import annotations
@@ -31,14 +31,11 @@ from distributed.scheduler import KilledWorker
 from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.trial import TrialState
 
-from ._algorithms import explain_prune
-from ._channel import ControllerChannel, new_topic
-from ._errors import HpoError
-from ._gpu import memory_released
-from ._mirror import DrawnTrial, Mirror, MirroredTrial
-from ._monitor import worker_stats
-from ._progress import Progress, RunState, check_transition
-from ._records import (
+from hpo_nb._errors import HpoError
+from hpo_nb._settings import Settings
+from hpo_nb.engine.mirror import DrawnTrial, Mirror, MirroredTrial
+from hpo_nb.engine.progress import Progress, RunState, check_transition
+from hpo_nb.engine.records import (
     FAIL_REASON_KEY,
     RECORD_KEY,
     STOP_KEY,
@@ -47,9 +44,12 @@ from ._records import (
     now_iso,
     session,
 )
-from ._rows import trial_row
-from ._settings import Settings
-from ._worker import PickledObjective, TrialTicket, run_slot
+from hpo_nb.engine.rows import trial_row
+from hpo_nb.execution.channel import ControllerChannel, new_topic
+from hpo_nb.execution.gpu import memory_released
+from hpo_nb.execution.monitor import worker_stats
+from hpo_nb.execution.worker import PickledObjective, TrialTicket, run_slot
+from hpo_nb.search.algorithms import explain_prune
 
 __all__ = ["FAIL_REASON_KEY", "TRACEBACK_KEY", "Controller", "Limits"]
 _FINISH_GRACE = 5.0  # seconds to wait for a finished task's earlier messages

@@ -1,10 +1,10 @@
-"""The control panel widget: it shows what a :class:`~hpo_nb._console.Console` tells it and
+"""The control panel widget: it shows what a :class:`~hpo_nb.frontends.console.Console` tells it and
 passes the user's commands back; it decides nothing itself.
 
 The contract with ``widgets/panel.js``: synced traits (``study``, ``progress``, ``config``,
 ``options``, ``space``, ``draft_error``, ``config_error``, ``can``, ``status``, ``top``,
 ``importance``, ``exports``), ``{"kind": "trials", "reset", "rows", "total"}`` messages with
-finished trials as rows (see :mod:`hpo_nb._rows`: a reset answers the front end's ``sync``,
+finished trials as rows (see :mod:`hpo_nb.engine.rows`: a reset answers the front end's ``sync``,
 later messages carry only new rows, so an update's size does not grow with the history) and
 ``{"cmd": ...}`` commands from the front end (``sync``, ``draft``, ``apply``, ``config``,
 ``start``, ``stop``, ``stop_now``, ``resume``, ``export``).
@@ -20,7 +20,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ._assets import asset
+from hpo_nb.frontends.assets import asset
 
 __all__ = ["Panel", "snapshot_html"]
 

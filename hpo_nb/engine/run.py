@@ -18,23 +18,23 @@ import cloudpickle
 import optuna
 from optuna.storages import RDBStorage
 
-from . import _interrupts as interrupts
-from ._algorithms import Context, make_pruner, make_sampler
-from ._cluster import get_client
-from ._controller import Controller, Limits
-from ._errors import HpoError
-from ._mirror import Mirror
-from ._objective import Objective, as_objective, parse_directions
-from ._progress import Progress, RunState
-from ._records import CONFIG_KEY, recover, retry_params
-from ._settings import settings
-from ._space import SearchSpace
-from ._storage import display_url, load_or_create_study, open_storage, storage_url
-from ._worker import PickledObjective
+from hpo_nb._errors import HpoError
+from hpo_nb._settings import settings
+from hpo_nb.engine import interrupts as interrupts
+from hpo_nb.engine.controller import Controller, Limits
+from hpo_nb.engine.mirror import Mirror
+from hpo_nb.engine.progress import Progress, RunState
+from hpo_nb.engine.records import CONFIG_KEY, recover, retry_params
+from hpo_nb.execution.cluster import get_client
+from hpo_nb.execution.worker import PickledObjective
+from hpo_nb.io.storage import display_url, load_or_create_study, open_storage, storage_url
+from hpo_nb.search.algorithms import Context, make_pruner, make_sampler
+from hpo_nb.search.objective import Objective, as_objective, parse_directions
+from hpo_nb.search.space import SearchSpace
 
 if TYPE_CHECKING:
-    from ._console import Console
-    from ._panel import Panel
+    from hpo_nb.frontends.console import Console
+    from hpo_nb.frontends.panel import Panel
 
 __all__ = ["ObjectiveChangedWarning", "Run", "active_runs", "find_run", "run", "stop_all"]
 
@@ -124,7 +124,7 @@ class Run:
 
     @property
     def rows(self) -> list[dict[str, Any]]:
-        """This run's finished trials as view rows, in order (see ``hpo_nb._rows``); the list
+        """This run's finished trials as view rows, in order (see ``hpo_nb.engine.rows``); the list
         only grows."""
         return self._controller.rows
 
@@ -177,7 +177,7 @@ class Run:
     @functools.cached_property
     def console(self) -> Console:
         """The control panel's logic for this run's study."""
-        from ._console import Console
+        from hpo_nb.frontends.console import Console
 
         return Console(
             study=self.study.study_name,
@@ -197,7 +197,7 @@ class Run:
     def _ipython_display_(self) -> None:
         from IPython import get_ipython
 
-        from ._console import show
+        from hpo_nb.frontends.console import show
 
         shell = get_ipython()
         count = getattr(shell, "execution_count", None)
@@ -208,7 +208,7 @@ class Run:
 
     def _show_in_cell(self, execution_count: int | None) -> None:
         """Show the live panel now; the cell's Out[] will not show it a second time."""
-        from ._console import show
+        from hpo_nb.frontends.console import show
 
         show(self.console)
         self._skip_display_in = execution_count

@@ -2,8 +2,8 @@
 existing scheduler.
 
 The local clusters are dask's ``LocalCluster`` and dask-cuda's ``LocalCUDACluster`` with their
-scheduler moved out of the kernel's process (:mod:`hpo_nb._scheduler`); their workers' nannies
-stay in the kernel, as dask places them.
+scheduler moved out of the kernel's process (:mod:`hpo_nb.execution.scheduler`); their workers'
+nannies stay in the kernel, as dask places them.
 
 Clusters are shared by every run in the process and closed by :func:`close_all` (called when the
 extension unloads and when the process exits). Schedulers and dashboards listen on 127.0.0.1.
@@ -25,10 +25,10 @@ from typing import Any
 import dask
 from distributed import Client, LocalCluster
 
-from ._errors import HpoError
-from ._gpu import gpu_count
-from ._scheduler import SchedulerProcess
-from ._settings import settings
+from hpo_nb._errors import HpoError
+from hpo_nb._settings import settings
+from hpo_nb.execution.gpu import gpu_count
+from hpo_nb.execution.scheduler import SchedulerProcess
 
 __all__ = ["ClusterInfo", "close_all", "cluster", "get_client"]
 
@@ -46,7 +46,7 @@ _COMMON = {
     "host": "127.0.0.1",
     "silence_logs": logging.ERROR,
     # Our workers leave the kernel's process group and ignore SIGINT (see _worker_setup).
-    "preload": ["hpo_nb._worker_setup"],
+    "preload": ["hpo_nb.execution.worker_setup"],
     # A dead worker fails its trial instead of re-running it elsewhere: the controller decides
     # about retries, and the trial's record stays truthful.
     "scheduler_kwargs": {"allowed_failures": 0},

@@ -70,9 +70,9 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from ._algorithms import Context
-from ._cmaes import HistoryCmaEsSampler, fresh_copy
-from ._tpe import HistoryTPESampler
+from hpo_nb.search.algorithms import Context
+from hpo_nb.search.cmaes import HistoryCmaEsSampler, fresh_copy
+from hpo_nb.search.tpe import HistoryTPESampler
 
 __all__ = ["SAMPLER_KEY", "AutoSampler"]
 

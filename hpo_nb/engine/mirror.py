@@ -33,9 +33,9 @@ from optuna.storages import InMemoryStorage, RDBStorage
 from optuna.storages._rdb.models import TrialIntermediateValueModel
 from optuna.trial import FrozenTrial, TrialState
 
-from . import _writes as writes
-from ._archive import load_trials
-from ._records import GIVEN_KEY
+from hpo_nb.engine import writes as writes
+from hpo_nb.engine.records import GIVEN_KEY
+from hpo_nb.io.archive import load_trials
 
 __all__ = ["DrawnTrial", "Mirror", "MirroredTrial"]
 

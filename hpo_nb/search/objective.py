@@ -27,10 +27,10 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from ._errors import HpoError
+from hpo_nb._errors import HpoError
 
 if TYPE_CHECKING:
-    from ._space import SearchSpace
+    from hpo_nb.search.space import SearchSpace
 
 __all__ = ["DIRECTIONS", "Objective", "as_objective", "objective_from_cell", "parse_directions"]
 

@@ -9,8 +9,8 @@ import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
 
-from ._errors import HpoError
-from ._settings import settings
+from hpo_nb._errors import HpoError
+from hpo_nb._settings import settings
 
 __all__ = [
     "display_url",

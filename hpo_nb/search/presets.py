@@ -1,7 +1,7 @@
 """Search-space presets for common training recipes, in the canonical spec form; merge them.
 
 >>> from hpo_nb import presets
->>> from hpo_nb._space import SearchSpace
+>>> from hpo_nb.search.space import SearchSpace
 >>> space = SearchSpace.from_dict({**presets.learning_rate(), **presets.optimizer(("sgd", "adam"))})
 >>> space.names
 ('learning_rate', 'optimizer', 'momentum', 'nesterov', 'beta1', 'beta2')
@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._errors import HpoError
-from ._space import SearchSpace
+from hpo_nb._errors import HpoError
+from hpo_nb.search.space import SearchSpace
 
 __all__ = [
     "batch_size",

@@ -18,12 +18,12 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
-from ._cmaes import HistoryCmaEsSampler
-from ._errors import HpoError
-from ._tpe import HistoryTPESampler
+from hpo_nb._errors import HpoError
+from hpo_nb.search.cmaes import HistoryCmaEsSampler
+from hpo_nb.search.tpe import HistoryTPESampler
 
 if TYPE_CHECKING:
-    from ._space import SearchSpace
+    from hpo_nb.search.space import SearchSpace
 
 __all__ = [
     "PRUNERS",
@@ -92,7 +92,7 @@ def _simple(cls: type) -> Callable[[int | None, dict[str, Any], Context], Any]:
 
 
 def _auto(seed: int | None, options: dict[str, Any], ctx: Context) -> optuna.samplers.BaseSampler:
-    from ._auto import AutoSampler
+    from hpo_nb.search.auto import AutoSampler
 
     return AutoSampler(seed=seed, context=ctx, **options)
 

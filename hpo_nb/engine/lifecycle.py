@@ -22,15 +22,22 @@ from optuna.storages import RDBStorage
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
-from ._archive import read_archive, restore_archive, write_archive
-from ._errors import HpoError
-from ._objective import Objective
-from ._plots import FORMATS, export_plots
-from ._records import CONFIG_KEY, FAIL_REASON_KEY, RECORD_KEY, STOP_KEY, effective_state, session
-from ._run import Run, find_run, run
-from ._settings import settings
-from ._space import SearchSpace
-from ._storage import display_url, open_storage, storage_url
+from hpo_nb._errors import HpoError
+from hpo_nb._settings import settings
+from hpo_nb.engine.records import (
+    CONFIG_KEY,
+    FAIL_REASON_KEY,
+    RECORD_KEY,
+    STOP_KEY,
+    effective_state,
+    session,
+)
+from hpo_nb.engine.run import Run, find_run, run
+from hpo_nb.io.archive import read_archive, restore_archive, write_archive
+from hpo_nb.io.plots import FORMATS, export_plots
+from hpo_nb.io.storage import display_url, open_storage, storage_url
+from hpo_nb.search.objective import Objective
+from hpo_nb.search.space import SearchSpace
 
 __all__ = [
     "StudyInfo",

@@ -1,7 +1,7 @@
 """What the control panel shows and what its buttons do, for one study.
 
-A :class:`Console` feeds a :class:`~hpo_nb._panel.Panel` from the study's storage and from its
-run (new finished trials only, at the run's throttled pace), keeps the top trials and the
+A :class:`Console` feeds a :class:`~hpo_nb.frontends.panel.Panel` from the study's storage and
+from its run (new finished trials only, at the run's throttled pace), keeps the top trials and the
 parameter importances, and turns the panel's commands into calls of :func:`hpo_nb.run` and
 :class:`hpo_nb.Run`. Starting, stopping and branching studies stay in ``_run`` and
 ``_lifecycle``; the console only asks.
@@ -20,20 +20,20 @@ import optuna
 from optuna.distributions import BaseDistribution, check_distribution_compatibility
 from optuna.trial import TrialState
 
-from . import _lifecycle as lifecycle
-from ._algorithms import PRUNERS, SAMPLERS, main_options, make_pruner, make_sampler
-from ._archive import load_trials
-from ._errors import HpoError
-from ._mirror import _quiet
-from ._objective import Objective, as_objective
-from ._panel import Panel
-from ._progress import Progress
-from ._records import CONFIG_KEY
-from ._rows import discovered, downsample, spec_of, trial_row
-from ._run import Run, run
-from ._run import _positive as positive
-from ._space import SearchSpace
-from ._storage import display_url, open_storage, storage_url
+from hpo_nb._errors import HpoError
+from hpo_nb.engine import lifecycle as lifecycle
+from hpo_nb.engine.mirror import _quiet
+from hpo_nb.engine.progress import Progress
+from hpo_nb.engine.records import CONFIG_KEY
+from hpo_nb.engine.rows import discovered, downsample, spec_of, trial_row
+from hpo_nb.engine.run import Run, run
+from hpo_nb.engine.run import _positive as positive
+from hpo_nb.frontends.panel import Panel
+from hpo_nb.io.archive import load_trials
+from hpo_nb.io.storage import display_url, open_storage, storage_url
+from hpo_nb.search.algorithms import PRUNERS, SAMPLERS, main_options, make_pruner, make_sampler
+from hpo_nb.search.objective import Objective, as_objective
+from hpo_nb.search.space import SearchSpace
 
 __all__ = ["Console", "panel", "show"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 __all__ = ["asset"]
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # hpo_nb/
 _CHECKOUT = _PACKAGE.parent
 
 

@@ -15,17 +15,23 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from . import _interrupts as interrupts
-from . import _lifecycle as lifecycle
-from ._algorithms import PRUNERS, SAMPLERS, parse_options
-from ._console import Console
-from ._console import show as show_console
-from ._errors import HpoError
-from ._objective import DIRECTIONS, Objective, as_objective, objective_from_cell, parse_directions
-from ._plots import FORMATS as PLOT_FORMATS
-from ._progress import RunState
-from ._run import Run, active_runs, run
-from ._space import SearchSpace
+from hpo_nb._errors import HpoError
+from hpo_nb.engine import interrupts as interrupts
+from hpo_nb.engine import lifecycle as lifecycle
+from hpo_nb.engine.progress import RunState
+from hpo_nb.engine.run import Run, active_runs, run
+from hpo_nb.frontends.console import Console
+from hpo_nb.frontends.console import show as show_console
+from hpo_nb.io.plots import FORMATS as PLOT_FORMATS
+from hpo_nb.search.algorithms import PRUNERS, SAMPLERS, parse_options
+from hpo_nb.search.objective import (
+    DIRECTIONS,
+    Objective,
+    as_objective,
+    objective_from_cell,
+    parse_directions,
+)
+from hpo_nb.search.space import SearchSpace
 
 __all__ = ["HpoMagics"]
 

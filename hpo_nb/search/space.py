@@ -32,7 +32,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from ._errors import HpoError
+from hpo_nb._errors import HpoError
 
 __all__ = ["Param", "SearchSpace"]
 

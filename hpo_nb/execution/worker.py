@@ -34,9 +34,9 @@ from optuna.distributions import (
 )
 from optuna.trial import BaseTrial
 
-from ._channel import ReplyTimeout, TaskCancelled, WorkerChannel
-from ._gpu import this_process_gpu
-from ._objective import Objective
+from hpo_nb.execution.channel import ReplyTimeout, TaskCancelled, WorkerChannel
+from hpo_nb.execution.gpu import this_process_gpu
+from hpo_nb.search.objective import Objective
 
 __all__ = ["PickledObjective", "TrialTicket", "WorkerTrial", "run_slot"]
 
