@@ -1,4 +1,8 @@
-"""Find the widget's front-end files: ``widgets/`` in a checkout (hot reload), else the wheel's."""
+"""Find the widget's front-end files: ``widgets/`` in a checkout (hot reload), else the wheel's.
+
+``panel.js`` is generated: ``npm run build`` in ``widgets/`` bundles ``widgets/src/`` into it
+(``npm run watch`` rebuilds on every edit, and with ``ANYWIDGET_HMR=1`` the panel reloads).
+"""
 
 from __future__ import annotations
 

@@ -1,26 +1,25 @@
 """The control panel widget: it shows what a :class:`~hpo_nb.frontends.console.Console` tells it and
 passes the user's commands back; it decides nothing itself.
 
-The contract with ``widgets/panel.js``: synced traits (``study``, ``progress``, ``config``,
-``options``, ``space``, ``draft_error``, ``config_error``, ``can``, ``status``, ``top``,
-``importance``, ``exports``), ``{"kind": "trials", "reset", "rows", "total"}`` messages with
-finished trials as rows (see :mod:`hpo_nb.engine.rows`: a reset answers the front end's ``sync``,
-later messages carry only new rows, so an update's size does not grow with the history) and
-``{"cmd": ...}`` commands from the front end (``sync``, ``draft``, ``apply``, ``config``,
-``start``, ``stop``, ``stop_now``, ``resume``, ``export``).
+The contract with ``widgets/panel.js`` is written down once, in ``widgets/PROTOCOL.md``, with
+its types in :mod:`hpo_nb.frontends.panel_protocol`: the synced traits below, ``trials``
+messages with finished trials as rows (a reset answers the front end's ``sync``, later messages
+carry only new rows, so an update's size does not grow with the history) and ``{"cmd": ...}``
+commands from the front end.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import anywidget
 import traitlets
 
 from hpo_nb.frontends.assets import asset
+from hpo_nb.frontends.panel_protocol import TrialRow, TrialsMessage
 
 __all__ = ["Panel", "snapshot_html"]
 
@@ -30,6 +29,7 @@ class Panel(anywidget.AnyWidget):
 
     _esm = asset("panel.js")
     _css = asset("panel.css")
+    # The synced traits: panel_protocol.TRAITS gives each one's JSON type.
     study = traitlets.Dict().tag(sync=True)
     progress = traitlets.Dict().tag(sync=True)
     config = traitlets.Dict().tag(sync=True)
@@ -39,23 +39,31 @@ class Panel(anywidget.AnyWidget):
     config_error = traitlets.Unicode("").tag(sync=True)
     can = traitlets.Dict().tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
-    top: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
+    top: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)  # TrialRow items
     importance = traitlets.Dict().tag(sync=True)
     exports: traitlets.List[str] = traitlets.List().tag(sync=True)
 
     def __init__(self, on_command: Callable[[dict[str, Any]], None], **kwargs: Any) -> None:
+        """``on_command`` receives each :data:`~hpo_nb.frontends.panel_protocol.Command`."""
         super().__init__(**kwargs)
         self._on_command = on_command
         self.on_msg(self._receive)
 
     def _receive(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if isinstance(content, dict) and isinstance(content.get("cmd"), str):
-            self._on_command(content)
+            self._on_command(content)  # the handler reports a name it does not know
 
-    def send_rows(self, rows: Sequence[dict[str, Any]], total: int, reset: bool = False) -> None:
-        """Finished trials: all the view should hold (``reset``) or the new ones."""
+    def send_rows(self, rows: Sequence[Mapping[str, Any]], total: int, reset: bool = False) -> None:
+        """Finished trials (rows of :func:`hpo_nb.engine.rows.trial_row`): all the view should
+        hold (``reset``) or the new ones."""
         if rows or reset:
-            self.send({"kind": "trials", "reset": reset, "rows": list(rows), "total": total})
+            message: TrialsMessage = {
+                "kind": "trials",
+                "reset": reset,
+                "rows": cast(list[TrialRow], list(rows)),
+                "total": total,
+            }
+            self.send(message)
 
     def __repr__(self) -> str:
         return str(self.progress.get("summary") or f"hpo_nb panel: {self.study.get('name')}")
