@@ -23,6 +23,7 @@ from typing import Any
 import optuna
 
 import hpo_nb
+from hpo_nb.engine.options import RunOptions
 from hpo_nb.frontends.console import Console
 
 CELL = """
@@ -81,12 +82,12 @@ def measure(n: int, folder: Path) -> dict[str, Any]:
     seed_study(url, n)
     objective = hpo_nb.objective_from_cell("panel", CELL, {})
     start = time.perf_counter()
-    idle = Console(study="panel", objective=objective, storage=url, options={"n_trials": n})
+    idle = Console(study="panel", objective=objective, options=RunOptions(storage=url, n_trials=n))
     open_s = time.perf_counter() - start  # the kernel waits this long
     idle.loaded.wait()
     load_s = time.perf_counter() - start  # the trials are in the panel
     run = hpo_nb.run(objective, n_trials=n + 60, storage=url, sampler="random")
-    console = run.console
+    console = hpo_nb.panel(run)
     sizes: list[int] = []
     latencies: list[float] = []
 
@@ -105,7 +106,8 @@ def measure(n: int, folder: Path) -> dict[str, Any]:
 
     per_update: list[int] = []
     console._on_progress = timed  # type: ignore[method-assign]
-    run._controller._observers = [timed if o == follow else o for o in run._controller._observers]
+    books = run._controller.books  # the run's observers: the console's, timed instead
+    books._observers = [timed if o == follow else o for o in books._observers]
     run.wait(600)
     assert run.state == hpo_nb.RunState.COMPLETED, run.reason
     before = len(sizes)

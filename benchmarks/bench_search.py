@@ -68,7 +68,8 @@ from typing import Any
 import numpy as np
 import optuna
 
-from hpo_nb.search.algorithms import Context, make_sampler
+from hpo_nb.search.algorithms import make_sampler
+from hpo_nb.search.context import Context
 
 # nsga3 is left out by default: for one objective it draws the same trials as nsga2.
 METHODS = ("random", "tpe", "gp", "cmaes", "qmc", "nsga2", "auto", "hyperopt", "qmc-unscrambled")

@@ -45,7 +45,8 @@ import hpo_nb  # noqa: E402
 from hpo_nb.engine.mirror import Mirror  # noqa: E402
 from hpo_nb.engine.mirror import _suggest as suggest  # noqa: E402
 from hpo_nb.io.storage import open_storage  # noqa: E402
-from hpo_nb.search.algorithms import Context, make_sampler  # noqa: E402
+from hpo_nb.search.algorithms import make_sampler  # noqa: E402
+from hpo_nb.search.context import Context  # noqa: E402
 
 SAMPLERS = ["tpe", "random", "cmaes", "nsga2", "gp"]
 GP_MAX = 1000  # GP costs seconds per suggestion beyond this

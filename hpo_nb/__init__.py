@@ -19,6 +19,7 @@ From Python::
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from hpo_nb._errors import HpoError
@@ -37,6 +38,7 @@ from hpo_nb.engine.lifecycle import (
     stop,
     studies,
 )
+from hpo_nb.engine.options import RunOptions
 from hpo_nb.engine.progress import Progress, RunState
 from hpo_nb.engine.run import ObjectiveChangedWarning, Run, active_runs, run, stop_all
 from hpo_nb.execution.cluster import ClusterInfo, cluster
@@ -54,6 +56,7 @@ __all__ = [
     "ObjectiveChangedWarning",
     "Progress",
     "Run",
+    "RunOptions",
     "RunState",
     "SearchSpace",
     "Settings",
@@ -84,11 +87,31 @@ __all__ = [
 
 
 def panel(objective: Any, **options: Any) -> Any:
-    """The control panel of an objective or study: edit its space, pick its algorithms, start,
-    stop and watch it (see :func:`hpo_nb.frontends.console.panel`; widgets load only when asked)."""
+    """The control panel of a run, an objective or a study: edit its space, pick its
+    algorithms, start, stop and watch it; ``options`` are :class:`RunOptions` fields (widgets
+    load only when asked).
+
+    >>> hpo_nb.panel(quadratic, n_trials=200)   # doctest: +SKIP
+    """
     from hpo_nb.frontends.console import panel as make_panel
 
     return make_panel(objective, **options)
+
+
+def _show_runs_as_panels() -> None:
+    """In IPython, a :class:`Run` displays as its live panel. The engine knows nothing of the
+    panel: the display is registered here, where the package is put together (without
+    importing IPython when it is not running)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None:
+        shell.display_formatter.ipython_display_formatter.for_type(Run, _display_run)
+
+
+def _display_run(run: Run) -> None:
+    from hpo_nb.frontends.console import display_run
+
+    display_run(run)
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -96,6 +119,7 @@ def load_ipython_extension(ipython: Any) -> None:
     from hpo_nb.frontends.magics import HpoMagics
 
     ipython.register_magics(HpoMagics)
+    _show_runs_as_panels()
     # A kernel shutdown or restart sets ``exit_now`` before ipykernel terminates its child
     # processes (and long before Python's exit handlers): the moment to stop cleanly.
     ipython.observe(_on_kernel_exit, names="exit_now")
@@ -112,3 +136,6 @@ def _on_kernel_exit(change: Any) -> None:
     if change["new"]:
         stop_all("the kernel shut down", timeout=5.0)
         close_clusters()
+
+
+_show_runs_as_panels()

@@ -6,8 +6,8 @@ import numpy as np
 import optuna
 import pytest
 
-from hpo_nb.search.algorithms import Context
 from hpo_nb.search.auto import GP_STARTUP, GP_STARTUP_SMALL, SAMPLER_KEY, AutoSampler, power_warp
+from hpo_nb.search.context import Context
 from hpo_nb.search.space import SearchSpace
 
 pytest.importorskip("torch")

@@ -15,6 +15,7 @@ from hpo_nb import RunState
 from hpo_nb.engine.controller import FAIL_REASON_KEY
 from hpo_nb.engine.mirror import Mirror
 from hpo_nb.engine.records import retry_params
+from hpo_nb.execution.protocol import TrialAhead
 from hpo_nb.io.storage import open_storage
 
 SPECIAL = {3: math.inf, 4: -math.inf, 5: math.nan}
@@ -194,20 +195,20 @@ def test_each_running_trial_has_its_successor_sent_while_it_runs(db, monkeypatch
     task of a running trial, which starts it the moment its trial ends; none in memory
     becomes a stored trial unless started."""
     started_ahead = []
-    process = hpo_nb.engine.controller.Controller._process
+    process = hpo_nb.engine.controller.Controller._handle
 
-    def counting(self, task, message):
-        if message["op"] == "finish" and "next" in message:
-            started_ahead.append(message["next"])
-        return process(self, task, message)
+    def counting(self, task, envelope):
+        if envelope.body.op == "finish" and envelope.body.next is not None:
+            started_ahead.append(envelope.body.next)
+        return process(self, task, envelope)
 
-    monkeypatch.setattr(hpo_nb.engine.controller.Controller, "_process", counting)
+    monkeypatch.setattr(hpo_nb.engine.controller.Controller, "_handle", counting)
     run = hpo_nb.run(sleepy, n_trials=6, storage=db, workers=2)
     controller = run._controller
     waiting, sent = [], []
     while not controller.done.is_set():
-        waiting.append(len(controller._ahead) + len(controller._sent))
-        sent.append(len(controller._sent))
+        waiting.append(len(controller.supply.ahead) + len(controller.supply.sent))
+        sent.append(len(controller.supply.sent))
         time.sleep(0.01)
     assert run.state == RunState.COMPLETED
     assert max(waiting) == 2  # two running, so two successors; not more
@@ -238,14 +239,14 @@ def test_trials_get_their_parameters_without_asking(db, monkeypatch, objective, 
     them. Only the trials drawn before any asked (the first two, and the two sent ahead to
     their workers at once) ask for a computed range."""
     requests = []
-    process = hpo_nb.engine.controller.Controller._process
+    process = hpo_nb.engine.controller.Controller._handle
 
-    def counting(self, task, message):
-        if message["op"] == "suggest":
-            requests.append(message["name"])
-        return process(self, task, message)
+    def counting(self, task, envelope):
+        if envelope.body.op == "suggest":
+            requests.append(envelope.body.name)
+        return process(self, task, envelope)
 
-    monkeypatch.setattr(hpo_nb.engine.controller.Controller, "_process", counting)
+    monkeypatch.setattr(hpo_nb.engine.controller.Controller, "_handle", counting)
     run = hpo_nb.run(objective, n_trials=8, storage=db, workers=2, sampler="random", wait=True)
     assert run.state == RunState.COMPLETED, run.reason
     assert len(requests) <= most_requests
@@ -259,7 +260,7 @@ def test_a_graceful_stop_takes_back_the_trials_sent_ahead(db):
     run = hpo_nb.run(sleepy, n_trials=20, storage=db, workers=2)
     controller = run._controller
     deadline = time.monotonic() + 60
-    while len(controller._sent) < 2 and time.monotonic() < deadline:
+    while len(controller.supply.sent) < 2 and time.monotonic() < deadline:
         time.sleep(0.005)
     running = run.progress.running
     run.stop(graceful=True)
@@ -281,10 +282,10 @@ def test_short_trials_are_not_sent_ahead(db, monkeypatch):
     sent = []
     tell = hpo_nb.execution.channel.ControllerChannel.tell
 
-    def counting(self, attempt, payload):
-        if "ahead" in payload:
-            sent.append(payload["id"])
-        return tell(self, attempt, payload)
+    def counting(self, attempt, answer):
+        if isinstance(answer, TrialAhead):
+            sent.append(answer.id)
+        return tell(self, attempt, answer)
 
     monkeypatch.setattr(hpo_nb.execution.channel.ControllerChannel, "tell", counting)
     run = hpo_nb.run(instant, n_trials=30, storage=db, workers=2, wait=True)
@@ -299,16 +300,16 @@ def test_a_short_trial_comes_with_its_successor(db, monkeypatch):
     the trial it asked for and the next (drawn then if none was drawn ahead), which the task
     starts the moment the first ends; so it asks for about every other trial instead of each."""
     requests, started_ahead = [], []
-    process = hpo_nb.engine.controller.Controller._process
+    process = hpo_nb.engine.controller.Controller._handle
 
-    def counting(self, task, message):
-        if message["op"] == "finish" and "next" in message:
-            started_ahead.append(message["next"])
-        elif message["op"] == "finish" and "reply_to" in message:
-            requests.append(message["key"])
-        return process(self, task, message)
+    def counting(self, task, envelope):
+        if envelope.body.op == "finish" and envelope.body.next is not None:
+            started_ahead.append(envelope.body.next)
+        elif envelope.body.op == "finish" and envelope.wants_answer:
+            requests.append(envelope.key)
+        return process(self, task, envelope)
 
-    monkeypatch.setattr(hpo_nb.engine.controller.Controller, "_process", counting)
+    monkeypatch.setattr(hpo_nb.engine.controller.Controller, "_handle", counting)
     run = hpo_nb.run(instant, n_trials=40, storage=db, workers=2, sampler="random", wait=True)
     assert run.state == RunState.COMPLETED, run.reason
     assert len(started_ahead) >= 10  # 0-2 without (the first tasks' only)

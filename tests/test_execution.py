@@ -163,12 +163,12 @@ def test_monitoring_reports_each_worker_without_nvml(db):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"concurrency": 0}, "concurrency must be positive"),
-        ({"trial_timeout": -1}, "trial_timeout must be positive"),
+        ({"concurrency": 0}, "concurrency must be an integer >= 1, got 0"),
+        ({"trial_timeout": -1}, "trial_timeout must be a positive number of seconds"),
         ({"retries": -1}, "retries must be an integer >= 0"),
         ({"cluster": "cuda"}, "--cluster cuda needs an NVIDIA GPU"),
         ({"cluster": "tcp://127.0.0.1:1"}, "cannot connect to the dask scheduler"),
-        ({"cluster": "tcp://127.0.0.1:1", "workers": 2}, "--workers sizes the local CPU"),
+        ({"cluster": "tcp://127.0.0.1:1", "workers": 2}, "workers sizes the local CPU"),
     ],
 )
 def test_execution_options_are_checked(kwargs, message, db):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import sqlite3
 import time
 
@@ -12,6 +13,7 @@ from _kernel import Kernel
 from optuna.trial import TrialState
 
 from hpo_nb.engine.controller import FAIL_REASON_KEY
+from hpo_nb.engine.records import TRIAL_KEY
 
 pytestmark = pytest.mark.kernel
 
@@ -131,18 +133,18 @@ def test_interrupt_during_wait_leaves_no_running_trial(kernel):
 
 
 DROP_A_CTRL_C_AFTER_SHOWING = """
-import signal, weakref, hpo_nb.engine.run as hr
-_show_in_cell = hr.Run._show_in_cell
-def dropping(self, execution_count):
+import signal, weakref, hpo_nb.frontends.magics as hm
+show_run = hm.show_run
+def dropping(handle, execution_count):
     # The SIGINT handler runs in a weakref callback, where Python drops its KeyboardInterrupt.
-    _show_in_cell(self, execution_count)
-    while self.progress.running < 2:
+    show_run(handle, execution_count)
+    while handle.progress.running < 2:
         time.sleep(0.05)
     class Thing: pass
     thing = Thing()
     ref = weakref.ref(thing, lambda _: signal.raise_signal(signal.SIGINT))
     del thing
-hr.Run._show_in_cell = dropping
+hm.show_run = dropping
 """
 
 
@@ -152,7 +154,7 @@ def test_a_ctrl_c_that_python_drops_still_stops_a_waiting_cell(kernel):
         reply = kernel.execute("%hpo_run slow --n-trials 6 --study dropped --wait")
         assert reply.status == "error" and reply.error["ename"] == "KeyboardInterrupt"
     finally:
-        kernel.ok("hr.Run._show_in_cell = _show_in_cell")
+        kernel.ok("hm.show_run = show_run")
     assert "Exception ignored" in reply.stderr  # Python did drop it
     trials = study_trials(kernel, "dropped")
     assert len(trials) >= 2
@@ -185,16 +187,51 @@ def test_failing_objective_fails_its_trials_with_the_reason(kernel):
     }
 
 
+HANGS_ONCE = """%%hpo_objective hangs_once
+import pathlib
+x = trial.suggest_float("x", 0, 1)
+trial.set_user_attr("start", time.time())
+marker = pathlib.Path("hung-once")
+if not marker.exists():
+    marker.touch()
+    time.sleep(120)
+trial.set_user_attr("end", time.time())
+x
+"""
+
+
+def test_the_magics_execution_flags_take_effect(kernel):
+    """The flags users type reach the run: a hung trial is killed by --trial-timeout, its
+    parameters run again (--retries), one trial at a time (--concurrency 1)."""
+    kernel.ok(HANGS_ONCE)
+    kernel.ok(
+        "%hpo_run hangs_once --n-trials 3 --retries 1 --trial-timeout 2 --concurrency 1 --wait",
+        timeout=180,
+    )
+    trials = study_trials(kernel, "hangs_once")
+    (hung,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert hung.system_attrs[FAIL_REASON_KEY] == "timeout after 2 s"
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3  # the failure was retried: it does not count
+    (again,) = [t for t in complete if t.system_attrs[TRIAL_KEY].get("retry_of") == hung.number]
+    assert again.params == hung.params
+    spans = sorted((t.user_attrs["start"], t.user_attrs["end"]) for t in complete)
+    assert spans[0][0] >= hung.user_attrs["start"] + 2  # nothing ran beside the hung trial
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # one at a time
+
+
 BAD_INPUT = [
     ("%hpo_run nothing --n-trials 3", "unknown objective 'nothing': define it with"),
-    ("%hpo_run quad --n-trials 0", "argument --n-trials: expected a positive integer, got 0"),
-    ("%hpo_run quad --n-trials many", "expected a positive integer, got 'many'"),
+    ("%hpo_run quad --n-trials 0", "argument --n-trials: n_trials must be an integer >= 1, got 0"),
+    ("%hpo_run quad --n-trials many", "n_trials must be an integer >= 1, got 'many'"),
     ("%hpo_run quad", "the following arguments are required: --n-trials"),
     ("%hpo_run quad --n-trials 3 --sampler bayes", "argument --sampler: invalid choice: 'bayes'"),
     ("%hpo_run quad --n-trials 3 --pruner early", "argument --pruner: invalid choice: 'early'"),
-    ("%hpo_run quad --n-trials 3 --timeout -5", "expected a positive number"),
-    ("%hpo_run quad --n-trials 3 --workers two", "expected a positive integer, got 'two'"),
+    ("%hpo_run quad --n-trials 3 --timeout -5", "timeout must be a positive number of seconds"),
+    ("%hpo_run quad --n-trials 3 --workers two", "workers must be an integer >= 1, got 'two'"),
     ("%hpo_run quad --n-trials 3 --unknown 1", "unrecognized arguments: --unknown 1"),
+    ("%hpo_run quad --n-trials 3 --gpus 0", "--gpus 0 picks the GPUs of a cuda cluster"),
+    ("%hpo_run quad --n-trials 3 --cluster cuda", "--cluster cuda needs an NVIDIA GPU"),
     (
         "%hpo_run quad --n-trials 3 --storage postgresql://127.0.0.1:1/none",
         "cannot open storage postgresql://127.0.0.1:1/none",

@@ -78,7 +78,7 @@ def test_list_status_best_export_and_delete(db, tmp_path):
         (lambda db: hpo_nb.export("quad", "/no/such/dir/x.json", "json", db), "does not exist"),
         (lambda db: hpo_nb.export("quad", "x.xml", "xml", db), "unknown export format 'xml'"),
         (lambda db: hpo_nb.stop("quad", db), "is not running (state: completed)"),
-        (lambda db: hpo_nb.resume("quad", {}, db), "runs objective 'quad': define it"),
+        (lambda db: hpo_nb.resume("quad", {}, storage=db), "runs objective 'quad': define it"),
     ],
 )
 def test_lifecycle_errors_are_one_line(call, message, db):
@@ -90,7 +90,7 @@ def test_lifecycle_errors_are_one_line(call, message, db):
 
 def test_resume_reuses_the_recorded_configuration(db):
     hpo_nb.run(quad, n_trials=3, storage=db, sampler="random", seed=5, pruner="none", wait=True)
-    run = hpo_nb.resume("quad", {"quad": quad}, db, n_trials=5)
+    run = hpo_nb.resume("quad", {"quad": quad}, storage=db, n_trials=5)
     run.wait(60)
     assert run.progress.finished == 5 and run.progress.finished_before == 3
     assert type(run._controller._mirror.study.sampler).__name__ == "RandomSampler"
@@ -219,7 +219,7 @@ def test_resume_after_the_kernel_was_killed_accounts_exactly(tmp_path):
         ("%hpo_stop", "no study is running in this kernel"),
         ("%hpo_stop nope", "no study 'nope'"),
         ("%hpo_resume nope", "no study 'nope'"),
-        ("%hpo_resume nope --n-trials zero", "expected a positive integer, got 'zero'"),
+        ("%hpo_resume nope --n-trials zero", "n_trials must be an integer >= 1, got 'zero'"),
         ("%hpo_best nope", "no study 'nope'"),
         ("%hpo_best", "the following arguments are required: study"),
         ("%hpo_export nope --format xml --out x", "argument --format: invalid choice: 'xml'"),
@@ -229,9 +229,12 @@ def test_resume_after_the_kernel_was_killed_accounts_exactly(tmp_path):
         ("%hpo_run f --n-trials 3 --sampler-opt bogus=1", "unknown option 'bogus' for sampler"),
         ("%hpo_run f --n-trials 3 --sampler-opt novalue", "is not key=value"),
         ("%hpo_run f --n-trials 3 --pruner-opt nope=1", "unknown option 'nope' for pruner"),
-        ("%hpo_run f --n-trials 3 --patience 0", "expected a positive integer, got 0"),
-        ("%hpo_run f --n-trials 3 --min-delta -1", "expected a number >= 0"),
-        ("%hpo_run f --n-trials 3 --max-time x", "expected a positive number, got 'x'"),
+        ("%hpo_run f --n-trials 3 --patience 0", "patience must be an integer >= 1, got 0"),
+        ("%hpo_run f --n-trials 3 --min-delta -1", "min_delta must be a finite number >= 0"),
+        (
+            "%hpo_run f --n-trials 3 --max-time x",
+            "max_time must be a positive number of seconds, got 'x'",
+        ),
         ("%hpo_run f --n-trials 3 --space nope:", "spec None is not a mapping or a list"),
         (
             "%hpo_run f --n-trials 3 --space '{x: {type: float, low: 2, high: 1}}'",
@@ -242,7 +245,7 @@ def test_resume_after_the_kernel_was_killed_accounts_exactly(tmp_path):
         ("%hpo_run f --n-trials 3 --sampler grid", "the grid sampler needs a search space"),
         (
             "%hpo_run f --n-trials 3 --directions minimize maximize --patience 3",
-            "--patience needs a single objective",
+            "patience needs a single objective",
         ),
         ("%%hpo_objective g --space 42\n1", "search space must be a mapping"),
     ],

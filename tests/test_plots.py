@@ -15,8 +15,9 @@ import pytest
 from _kernel import Kernel
 from optuna.trial import TrialState
 
-from hpo_nb import HpoError, _plots
+from hpo_nb import HpoError
 from hpo_nb.engine.lifecycle import plots
+from hpo_nb.io import plots as _plots
 
 SINGLE = {"history", "importance", "parallel", "slice", "contour", "intermediate", "timeline"}
 

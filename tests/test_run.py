@@ -257,13 +257,13 @@ def test_direction_mismatch_on_resume_is_refused_and_harmless(db):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n_trials": 0}, "n_trials must be positive"),
-        ({"n_trials": -3}, "n_trials must be positive"),
-        ({"n_trials": "5"}, "n_trials must be a positive int"),
+        ({"n_trials": 0}, "n_trials must be an integer >= 1, got 0"),
+        ({"n_trials": -3}, "n_trials must be an integer >= 1, got -3"),
+        ({"n_trials": "5"}, "n_trials must be an integer >= 1, got '5'"),
         ({"n_trials": 5, "sampler": "bayes"}, "unknown sampler 'bayes': choose from auto, tpe, gp"),
         ({"n_trials": 5, "pruner": "early"}, "unknown pruner 'early'"),
-        ({"n_trials": 5, "workers": 0}, "workers must be positive"),
-        ({"n_trials": 5, "timeout": -1}, "timeout must be positive"),
+        ({"n_trials": 5, "workers": 0}, "workers must be an integer >= 1, got 0"),
+        ({"n_trials": 5, "timeout": -1}, "timeout must be a positive number of seconds, got -1"),
         ({"n_trials": 5, "storage": "sqlite:////no/such/dir/x.db"}, "folder /no/such/dir"),
         ({"n_trials": 5, "storage": "nosuchdb://x"}, "cannot open storage nosuchdb://x"),
     ],
@@ -365,13 +365,13 @@ def test_a_declared_space_is_sampled_with_the_trial_and_asks_nothing(db, monkeyp
     from hpo_nb.engine.controller import Controller
 
     ops: list[str] = []
-    on_message = Controller._on_message
+    handle = Controller._handle
 
-    def counting(self, message):
-        ops.append(message["op"])
-        on_message(self, message)
+    def counting(self, task, envelope):
+        ops.append(envelope.body.op)
+        handle(self, task, envelope)
 
-    monkeypatch.setattr(Controller, "_on_message", counting)
+    monkeypatch.setattr(Controller, "_handle", counting)
     run = hpo_nb.run(uses_params, n_trials=12, storage=db, space=SPACE, sampler="random", wait=True)
     assert run.state == RunState.COMPLETED
     assert "suggest" not in ops  # every value came with its trial, momentum when it applied too

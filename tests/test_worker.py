@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -10,29 +11,36 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 
+from hpo_nb.execution import protocol
 from hpo_nb.execution.channel import TaskCancelled
 from hpo_nb.execution.worker import _HOLD, TrialTicket, WorkerTrial, outcome_of
 
 
 class RecordingChannel:
-    """Stands in for the scheduler route: records messages and answers requests."""
+    """Stands in for the scheduler route: records messages (as they travel: tuples become
+    lists) and answers requests."""
 
     def __init__(self, answers=None):
         self.sent: list[tuple[str, dict]] = []
         self.answers = answers or {}
 
-    def send(self, op, reply=False, **payload):
-        self.sent.append((op, payload))
-        return {"op": op, **payload}
+    def send(self, body, wants_answer=False):
+        wire = protocol.encode(protocol.Envelope("k", "a", len(self.sent) + 1, wants_answer, body))
+        payload = {k: v for k, v in json.loads(json.dumps(wire)).items() if k not in ENVELOPE}
+        self.sent.append((body.op, payload))
+        return protocol.Envelope("k", "a", len(self.sent), wants_answer, body)
 
-    def wait(self, message):
-        return self.answers[message["op"]]
+    def wait(self, envelope):
+        return self.answers[envelope.body.op]
 
-    def request(self, op, **payload):
-        return self.wait(self.send(op, reply=True, **payload))
+    def request(self, body):
+        return self.wait(self.send(body, wants_answer=True))
 
     def cancelled(self):
         return "cancelled" in self.answers
+
+
+ENVELOPE = ("key", "attempt", "seq", "wants_answer", "op")
 
 
 def ticket(**overrides):
@@ -69,7 +77,7 @@ def test_relative_fixed_and_single_values_resolve_without_asking():
 
 def test_out_of_range_relative_value_and_new_params_ask_the_controller():
     t = ticket(relative_params={"x": 5.0}, relative_space={"x": FloatDistribution(0, 10)})
-    channel = RecordingChannel({"suggest": {"value": 0.25}})
+    channel = RecordingChannel({"suggest": protocol.ValueAnswer(0.25)})
     trial = WorkerTrial(t, channel)
     assert trial.suggest_float("x", 0, 1) == 0.25  # 5.0 is outside [0, 1]
     assert channel.sent[0][0] == "suggest" and channel.sent[0][1]["name"] == "x"
@@ -77,13 +85,13 @@ def test_out_of_range_relative_value_and_new_params_ask_the_controller():
 
 
 def test_categorical_answers_come_back_as_choices():
-    channel = RecordingChannel({"suggest": {"value": 1.0}})
+    channel = RecordingChannel({"suggest": protocol.ValueAnswer(1.0)})
     trial = WorkerTrial(ticket(), channel)
     assert trial.suggest_categorical("opt", ["sgd", "adam"]) == "adam"
 
 
 def test_incompatible_redefinition_raises_like_optuna():
-    trial = WorkerTrial(ticket(), RecordingChannel({"suggest": {"value": 0.5}}))
+    trial = WorkerTrial(ticket(), RecordingChannel({"suggest": protocol.ValueAnswer(0.5)}))
     trial.suggest_float("x", 0, 1)
     with pytest.raises(ValueError):
         trial.suggest_categorical("x", ["a", "b"])
@@ -106,7 +114,7 @@ def test_report_validates_like_optuna_and_drops_repeated_steps():
 
 
 def test_cancel_reply_raises_an_exception_objectives_cannot_swallow():
-    trial = WorkerTrial(ticket(), RecordingChannel({"should_prune": {"cancel": "stopped"}}))
+    trial = WorkerTrial(ticket(), RecordingChannel({"should_prune": protocol.Cancel("stopped")}))
     assert not issubclass(TaskCancelled, Exception)
     with pytest.raises(TaskCancelled, match="stopped"):
         trial.should_prune()
@@ -124,7 +132,7 @@ def test_without_a_pruner_should_prune_asks_nothing_but_still_sees_a_cancel():
 
 
 def test_the_number_is_asked_once_when_the_ticket_has_none():
-    channel = RecordingChannel({"number": {"number": 41}})
+    channel = RecordingChannel({"number": protocol.NumberAnswer(41)})
     trial = WorkerTrial(ticket(number=None), channel)
     assert (trial.number, trial.number) == (41, 41)
     assert [op for op, _ in channel.sent] == ["number"]
@@ -159,7 +167,7 @@ def test_worker_trial_is_an_optuna_trial():
     ],
 )
 def test_numbers_complete(value, n, expected):
-    assert outcome_of(value, n) == {"state": "complete", "values": expected}
+    assert outcome_of(value, n) == {"state": "complete", "values": tuple(expected)}
 
 
 @pytest.mark.parametrize(
@@ -181,7 +189,7 @@ def test_bad_values_fail_with_a_reason(value, n, reason):
 def test_values_reported_in_a_burst_travel_together_with_the_next_message(monkeypatch):
     clock = [100.0]
     monkeypatch.setattr("hpo_nb.execution.worker.time.monotonic", lambda: clock[0])
-    channel = RecordingChannel({"should_prune": {"prune": False}})
+    channel = RecordingChannel({"should_prune": protocol.PruneAnswer(False)})
     trial = WorkerTrial(ticket(), channel)
     trial.report(1.0, 0)  # the first goes at once
     trial.report(2.0, 1)
@@ -206,8 +214,8 @@ def test_attributes_are_held_back_like_reports_and_the_last_message_takes_all(mo
     trial.report(1.0, 0)
     assert [p["attrs"] for _, p in channel.sent] == [[["user", "first", 1]]]
     last = trial.close()  # what the finish message carries
-    assert last["attrs"] == [["user", "span", [0, 1]], ["constraint", "c0", 0.5]]
-    assert last["reports"] == [[0, 1.0]]
+    assert last["attrs"] == (("user", "span", [0, 1]), ("constraint", "c0", 0.5))
+    assert last["reports"] == ((0, 1.0),)
     trial.flush()  # nothing goes after the end
     assert len(channel.sent) == 1
 
@@ -230,7 +238,7 @@ def test_a_value_sampled_ahead_is_used_only_for_the_same_distribution():
         "lr": (FloatDistribution(1e-4, 1.0, log=True), 0.01),
         "n": (IntDistribution(1, 8), 3),
     }
-    channel = RecordingChannel({"suggest": {"value": 5.0}})
+    channel = RecordingChannel({"suggest": protocol.ValueAnswer(5.0)})
     trial = WorkerTrial(ticket(proposed=proposed), channel)
     assert trial.suggest_float("lr", 1e-4, 1.0, log=True) == 0.01  # no round trip
     assert [(op, [p[0] for p in m["params"]]) for op, m in channel.sent] == [("report", ["lr"])]
@@ -251,9 +259,10 @@ def test_a_trial_sent_ahead_then_given_on_request_runs_once():
     channel._inbox, channel._unread = queue.SimpleQueue(), collections.deque()
     channel._ahead, channel._taken = None, set()
     channel.cancelled = lambda: False  # type: ignore[method-assign]
-    channel._inbox.put({"ahead": True, "ticket": b"t7", "id": 7})
-    channel._inbox.put({"ticket": b"t7", "id": 7})
-    assert channel.wait({"reply_to": "a1"})["id"] == 7
+    channel._inbox.put(protocol.encode(protocol.TrialAhead(b"t7", 7)))
+    channel._inbox.put(protocol.encode(protocol.GiveTrial(b"t7", 7)))
+    request = protocol.Envelope("key", "a1", 1, True, protocol.Finish(state="complete"))
+    assert channel.wait(request).id == 7
     assert channel.take_ahead() is None  # not run a second time
-    channel._inbox.put({"ahead": True, "ticket": b"t8", "id": 8})  # the next one is taken
-    assert channel.take_ahead()["id"] == 8
+    channel._inbox.put(protocol.encode(protocol.TrialAhead(b"t8", 8)))  # the next one is taken
+    assert channel.take_ahead().id == 8

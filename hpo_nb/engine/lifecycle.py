@@ -19,11 +19,13 @@ from typing import Any
 import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
-from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo_nb import _optuna
 from hpo_nb._errors import HpoError
+from hpo_nb._optuna import FrozenStudy
 from hpo_nb._settings import settings
+from hpo_nb.engine.options import RunOptions
 from hpo_nb.engine.records import (
     CONFIG_KEY,
     FAIL_REASON_KEY,
@@ -159,7 +161,7 @@ def _storage(storage: str | None, name: str | None = None) -> tuple[RDBStorage, 
     if storage is None and name is not None:
         known = find_run(name)
         if known is not None:
-            storage = known._url
+            storage = known.storage_url
     url = storage_url(storage)
     return open_storage(url), url
 
@@ -176,7 +178,7 @@ def _study_id(rdb: RDBStorage, name: str, url: str) -> int:
 
 
 def _info(rdb: RDBStorage, study: FrozenStudy, url: str) -> StudyInfo:
-    study_id = study._study_id
+    study_id = _optuna.study_id(study)
     counts: dict[str, int] = {}
     last = ""
     with rdb.engine.connect() as conn:
@@ -222,10 +224,10 @@ def status(name: str, storage: str | None = None) -> StudyInfo:
     """One study's state, counts, best value and sampler, from the storage."""
     rdb, url = _storage(storage, name)
     study_id = _study_id(rdb, name, url)
-    (frozen,) = [s for s in rdb.get_all_studies() if s._study_id == study_id]
+    (frozen,) = [s for s in rdb.get_all_studies() if _optuna.study_id(s) == study_id]
     info = _info(rdb, frozen, url)
     local = find_run(name)
-    if local is not None and local._url == url:
+    if local is not None and local.storage_url == url:
         progress = local.progress
         resources = progress.resources if not local.done else ()
         info = dataclasses.replace(info, resources=resources, events=progress.events)
@@ -239,7 +241,7 @@ def stop(name: str, storage: str | None = None, *, now: bool = False) -> str:
     if (
         local is not None
         and not local.done
-        and (storage is None or storage_url(storage) == local._url)
+        and (storage is None or storage_url(storage) == local.storage_url)
     ):
         local.stop(graceful=not now)
         return f"stopping {name!r} {'now' if now else 'after its running trials'}"
@@ -269,11 +271,12 @@ def recorded_config(name: str, storage: str | None = None) -> dict[str, Any]:
 def resume(
     name: str,
     objectives: Mapping[str, Objective | Callable[[Any], Any]],
+    *,
     storage: str | None = None,
-    n_trials: int | None = None,
-    **overrides: Any,
+    **changes: Any,
 ) -> Run:
-    """Run study ``name`` again with the configuration it was last run with."""
+    """Run study ``name`` again with the options it was last run with (see
+    :class:`~hpo_nb.engine.options.RunOptions`), ``changes`` (options too) applied over them."""
     rdb, url = _storage(storage, name)
     study_id = _study_id(rdb, name, url)
     config = rdb.get_study_system_attrs(study_id).get(CONFIG_KEY) or {}
@@ -286,27 +289,17 @@ def resume(
             f"study {name!r} runs objective {objective_name!r}: define it "
             f"(%%hpo_objective {objective_name}) before resuming"
         )
-    options: dict[str, Any] = {
-        key: config.get(key)
-        for key in (
-            "sampler",
-            "sampler_options",
-            "pruner",
-            "pruner_options",
-            "space",
-            "seed",
-            "timeout",
-            "max_time",
-            "patience",
-            "min_delta",
-        )
-        if config.get(key) is not None
-    }
-    options.update({k: v for k, v in overrides.items() if v is not None})
-    target = n_trials or int(config.get("n_trials") or 0)
-    if target <= 0:
+    try:
+        recorded = RunOptions.from_json(config)
+    except HpoError as e:
+        raise HpoError(
+            f"study {name!r} recorded options this version cannot run ({e}): "
+            "start it again with %hpo_run and its options"
+        ) from None
+    options = recorded.replace(**changes, study=name, storage=url)
+    if options.n_trials is None:
         raise HpoError(f"study {name!r} has no recorded target: pass --n-trials")
-    return run(objective, target, study=name, storage=url, **options)
+    return run(objective, options=options)
 
 
 def best(name: str, storage: str | None = None) -> dict[str, Any] | list[dict[str, Any]]:
@@ -471,8 +464,8 @@ def branch(name: str, space: SearchSpace, storage: str | None = None) -> tuple[s
     study.add_trials(fitting)
     attrs = rdb.get_study_system_attrs(parent_id)
     if CONFIG_KEY in attrs:
-        rdb.set_study_system_attr(study._study_id, CONFIG_KEY, attrs[CONFIG_KEY])
-    rdb.set_study_system_attr(study._study_id, PARENT_KEY, name)
+        rdb.set_study_system_attr(_optuna.study_id(study), CONFIG_KEY, attrs[CONFIG_KEY])
+    rdb.set_study_system_attr(_optuna.study_id(study), PARENT_KEY, name)
     return child, len(fitting)
 
 

@@ -10,14 +10,12 @@ before the writes still queued. Only the controller thread uses a mirror.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
-import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -30,10 +28,12 @@ from optuna.distributions import (
     IntDistribution,
 )
 from optuna.storages import InMemoryStorage, RDBStorage
-from optuna.storages._rdb.models import TrialIntermediateValueModel
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo_nb import _optuna
+from hpo_nb._optuna import TrialIntermediateValueModel
 from hpo_nb.engine import writes as writes
+from hpo_nb.engine.quiet import quiet
 from hpo_nb.engine.records import GIVEN_KEY
 from hpo_nb.io.archive import load_trials
 
@@ -79,7 +79,7 @@ class Mirror:
         self._study_id = storage.get_study_id_from_name(name)
         self._memory = InMemoryStorage()
         directions = storage.get_study_directions(self._study_id)
-        with _quiet(InMemoryStorage.__module__):  # not "A new study created in memory"
+        with quiet(InMemoryStorage.__module__):  # not "A new study created in memory"
             self._memory_study_id = self._memory.create_new_study(directions, name)
         for key, value in storage.get_study_system_attrs(self._study_id).items():
             self._memory.set_study_system_attr(self._memory_study_id, key, value)
@@ -95,19 +95,13 @@ class Mirror:
         # create_new_trial(template_trial=t) does less its deep copy of t: no one else holds t,
         # the storage copies a trial before it changes one, and the copies took 1.7 s and a
         # third of the memory for 10,000 trials.
-        memory, memory_study_id = self._memory, self._memory_study_id
-        kept = memory._studies[memory_study_id].trials
         for t in load_trials(storage, self._study_id):  # 10x faster than Optuna's read
             if t.state.is_finished():
                 self.distributions.update(t.distributions)
             if t.state.is_finished() or t.state == TrialState.WAITING:
-                memory._max_trial_id += 1
-                memory_id, number, storage_id = memory._max_trial_id, len(kept), t._trial_id
-                self._numbers[number] = t.number
-                t.number, t._trial_id = number, memory_id
-                memory._trial_id_to_study_id_and_number[memory_id] = (memory_study_id, number)
-                kept.append(t)
-                memory._update_cache(memory_id, memory_study_id)
+                storage_id, storage_number = _optuna.trial_id(t), t.number
+                memory_id = _optuna.adopt_trial(self._memory, self._memory_study_id, t)
+                self._numbers[t.number] = storage_number
                 if t.state == TrialState.WAITING:
                     self._waiting[memory_id] = storage_id
         self.study = optuna.load_study(
@@ -194,7 +188,7 @@ class Mirror:
     @property
     def sampler_done(self) -> bool:
         """True once the sampler has nothing left to try (a grid sampler's exhausted grid)."""
-        return bool(getattr(self.study, "_stop_flag", False))
+        return _optuna.stop_requested(self.study)
 
     # -- a trial's life ----------------------------------------------------------------------
     @property
@@ -211,10 +205,10 @@ class Mirror:
         parameter with that distribution (``suggest``); else the sampler is asked then."""
         # Samplers signal "nothing left" with study.stop(), which Optuna allows only inside
         # its optimize loop; this thread is that loop.
-        self.study._thread_local.in_optimize_loop = True
+        _optuna.allow_stop(self.study)
         trial = self.study.ask()
         _ = trial.relative_params  # Optuna samples them on first use: now, not when handed out
-        memory_id = trial._trial_id
+        memory_id = _optuna.trial_id(trial)
         frozen = self._memory.get_trial(memory_id)
         self._persisted_attrs[memory_id] = dict(frozen.system_attrs)
         fixed = dict(frozen.system_attrs.get("fixed_params", {}))
@@ -237,8 +231,8 @@ class Mirror:
         ]
         if not missing:
             return
-        frozen = self._memory.get_trial(drawn.trial._trial_id)
-        study = optuna.pruners._filter_study(self.study, frozen)  # what Trial._suggest sees
+        frozen = self._memory.get_trial(_optuna.trial_id(drawn.trial))
+        study = _optuna.filter_study(self.study, frozen)  # what Trial._suggest sees
         for name, distribution in missing:
             value = self.study.sampler.sample_independent(study, frozen, name, distribution)
             proposed[name] = (distribution, value)
@@ -279,7 +273,7 @@ class Mirror:
         proposal = t.proposed.pop(name, None)
         if proposal is not None and name not in known and proposal[0] == distribution:
             # Optuna takes a fixed value as it is; the trial's own attribute stays as it was.
-            t.trial._fixed_params = {**t.trial._fixed_params, name: proposal[1]}
+            _optuna.fix_param(t.trial, name, proposal[1])
         value = _suggest(t.trial, name, distribution)
         if name not in known:
             internal = distribution.to_internal_repr(value)
@@ -325,19 +319,20 @@ class Mirror:
             self.study.tell(t.trial, values)
         else:
             self.study.tell(t.trial, state=state)
-        frozen = self._memory.get_trial(t.trial._trial_id)
+        frozen = self._memory.get_trial(_optuna.trial_id(t.trial))
         self.distributions.update(frozen.distributions)
         for key, value in (attrs or {}).items():
             self._sql(writes.set_system_attr, t.storage_id, key, value)
         self._sync_attrs(t)
         self._sql(writes.set_state, t.storage_id, frozen.state, frozen.values)
-        self._persisted_attrs.pop(t.trial._trial_id, None)
+        self._persisted_attrs.pop(_optuna.trial_id(t.trial), None)
         return frozen
 
     def _sync_attrs(self, t: MirroredTrial) -> None:
         """Persist what samplers and constraints wrote into system attributes."""
-        frozen = self._memory.get_trial(t.trial._trial_id)
-        persisted = self._persisted_attrs.setdefault(t.trial._trial_id, {})
+        memory_id = _optuna.trial_id(t.trial)
+        frozen = self._memory.get_trial(memory_id)
+        persisted = self._persisted_attrs.setdefault(memory_id, {})
         for key, value in frozen.system_attrs.items():
             if persisted.get(key, _MISSING) != value:
                 self._sql(writes.set_system_attr, t.storage_id, key, value)
@@ -449,16 +444,6 @@ def _settle(future: Future, fn: Callable[..., Any], args: tuple[Any, ...]) -> No
         future.set_result(fn(*args))
     except BaseException as e:
         future.set_exception(e)
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    logger = logging.getLogger(logger_name)
-    disabled, logger.disabled = logger.disabled, True
-    try:
-        yield
-    finally:
-        logger.disabled = disabled
 
 
 def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:

@@ -27,6 +27,8 @@ import psutil
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo_nb import _optuna
+
 __all__ = [
     "CONFIG_KEY",
     "FAIL_REASON_KEY",
@@ -135,19 +137,19 @@ def recover(study: optuna.Study, rdb: RDBStorage, grace: float) -> list[FrozenTr
     running = rdb.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
     for t in running:
         if owner is not None and (t.system_attrs.get(TRIAL_KEY) or {}).get("session") in dead:
-            _fail(rdb, t._trial_id, f"its kernel (pid {owner.pid} on {owner.host}) died")
+            _fail(rdb, _optuna.trial_id(t), f"its kernel (pid {owner.pid} on {owner.host}) died")
     rdb.heartbeat_interval, rdb.grace_period = max(1, int(grace) // 2), max(1, int(grace))
     try:  # Optuna's own rule: heartbeat older than the grace period (what fail_stale_trials does)
-        stale = rdb._get_stale_trial_ids(study_id)
+        stale = _optuna.stale_trial_ids(rdb, study_id)
     finally:
         rdb.heartbeat_interval = None
     for trial_id in stale:
         _fail(rdb, trial_id, f"no heartbeat for {grace:g} s: its kernel died")
     still = {
-        t._trial_id
+        _optuna.trial_id(t)
         for t in rdb.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
     }
-    gone = [t for t in running if t._trial_id not in still]
+    gone = [t for t in running if _optuna.trial_id(t) not in still]
     return gone
 
 

@@ -18,8 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages._rdb import models
 from optuna.trial import TrialState
+
+from hpo_nb import _optuna
 
 __all__ = [
     "create_trial",
@@ -31,10 +32,10 @@ __all__ = [
     "start_waiting",
 ]
 
-_TRIALS = models.TrialModel.__table__
-_BEATS = models.TrialHeartbeatModel.__table__
-_SYSTEM_ATTRS = models.TrialSystemAttributeModel.__table__
-_USER_ATTRS = models.TrialUserAttributeModel.__table__
+_TRIALS = _optuna.TrialModel.__table__
+_BEATS = _optuna.TrialHeartbeatModel.__table__
+_SYSTEM_ATTRS = _optuna.TrialSystemAttributeModel.__table__
+_USER_ATTRS = _optuna.TrialUserAttributeModel.__table__
 
 # Statements built once: SQLAlchemy then reuses their compiled form and cache key, which made
 # a trial's writes about 4x cheaper than building them per call. Bound names start with "b_"
@@ -59,8 +60,8 @@ _FINISH = (
     .where(_TRIALS.c.trial_id == sa.bindparam("b_id"), _TRIALS.c.state == TrialState.RUNNING)
     .values(state=sa.bindparam("b_state"), datetime_complete=sa.bindparam("b_time"))
 )
-_NEW_PARAM = sa.insert(models.TrialParamModel.__table__)
-_NEW_VALUES = sa.insert(models.TrialValueModel.__table__)
+_NEW_PARAM = sa.insert(_optuna.TrialParamModel.__table__)
+_NEW_VALUES = sa.insert(_optuna.TrialValueModel.__table__)
 _NEW_BEAT = sa.insert(_BEATS).values(heartbeat=sa.func.current_timestamp())
 _BEAT = (
     sa.update(_BEATS)
@@ -137,7 +138,7 @@ def set_state(
         raise UpdateFinishedTrialError(f"trial {trial_id} was already finished by someone else")
     rows = []
     for objective, value in enumerate(values or ()):
-        stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+        stored, kind = _optuna.TrialValueModel.value_to_stored_repr(value)
         rows.append(
             {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
         )

@@ -6,9 +6,9 @@ worker process running the run's tasks subscribes once (with its worker client):
 carries every answer the controller gave in one go, and each process hands the answers to the
 tasks waiting for them. No queue, no long poll and no round trip per answer at the scheduler.
 Nothing here needs a route from a worker to the kernel, so a worker on another machine (or
-behind the scheduler's network) works unchanged. Every message names its task (the dask key)
-and the attempt (one execution of that task), and carries a sequence number, so the controller
-can restore their order.
+behind the scheduler's network) works unchanged. What travels is :mod:`hpo_nb.execution.protocol`'s
+messages: each in an envelope that names its task (the dask key) and the attempt (one execution
+of that task), with a sequence number, so the controller can restore their order.
 """
 
 from __future__ import annotations
@@ -24,6 +24,20 @@ from collections.abc import Callable
 from typing import Any
 
 from distributed import Client, get_client, get_worker
+
+from hpo_nb.execution.protocol import (
+    AHEAD,
+    Answer,
+    Cancel,
+    Envelope,
+    GiveTrial,
+    Revoke,
+    TaskMessage,
+    TrialAhead,
+    decode,
+    decode_answer,
+    encode,
+)
 
 __all__ = ["ControllerChannel", "ReplyTimeout", "TaskCancelled", "WorkerChannel", "new_topic"]
 
@@ -126,12 +140,12 @@ class WorkerChannel:
         self._reply_timeout = reply_timeout
         self._worker = get_worker()
         self.worker = self._worker.address
-        self.key = self._worker.get_current_task()
+        self.key = str(self._worker.get_current_task())
         self._inbox: queue.SimpleQueue[dict[str, Any]] | None = None
         self._lock = threading.Lock()  # a trial's flush thread sends too (see _worker)
-        self._ahead: dict[str, Any] | None = None  # the next trial, sent ahead
+        self._ahead: TrialAhead | None = None  # the next trial, sent ahead
         self._taken: set[int] = set()  # the trials this task has started (their ids)
-        self._unread: collections.deque[dict[str, Any]] = collections.deque()
+        self._unread: collections.deque[Answer] = collections.deque()
 
     def listen(self) -> None:
         """Receive answers, and trials sent ahead, from now on (before the first message)."""
@@ -143,28 +157,29 @@ class WorkerChannel:
         task = self._worker.state.tasks.get(self.key)
         return task is None or task.state in ("cancelled", "released", "forgotten")
 
-    def send(self, op: str, *, reply: bool = False, **payload: Any) -> dict[str, Any]:
-        """Publish one message and return it; ``reply``: it asks for an answer (``wait``)."""
-        if op != "finish" and self.cancelled():
+    def envelope(self, body: TaskMessage, wants_answer: bool = False) -> Envelope:
+        """``body`` in this task's next envelope (not sent)."""
+        self.seq += 1
+        return Envelope(self.key, self.attempt, self.seq, wants_answer, body)
+
+    def send(self, body: TaskMessage, *, wants_answer: bool = False) -> Envelope:
+        """Publish one message and return its envelope; ``wants_answer``: ``wait`` for it."""
+        if body.op != "finish" and self.cancelled():
             raise TaskCancelled("the run no longer wants this trial")
-        if reply:
+        if wants_answer:
             self.listen()
         with self._lock:
-            self.seq += 1
-            message = {"op": op, "key": self.key, "attempt": self.attempt, "seq": self.seq}
-            if reply:
-                message["reply_to"] = self.attempt
-            message.update(payload)
-            self._worker.log_event(self.topic, message)
-        return message
+            envelope = self.envelope(body, wants_answer)
+            self._worker.log_event(self.topic, encode(envelope))
+        return envelope
 
-    def request(self, op: str, **payload: Any) -> dict[str, Any]:
-        """Send a message and wait for the controller's reply."""
-        return self.wait(self.send(op, reply=True, **payload))
+    def request(self, body: TaskMessage) -> Answer:
+        """Send a message and wait for the controller's answer."""
+        return self.wait(self.send(body, wants_answer=True))
 
-    def wait(self, message: dict[str, Any]) -> dict[str, Any]:
-        """The controller's reply to ``message`` (sent with ``reply=True``)."""
-        assert self._inbox is not None and message.get("reply_to") == self.attempt
+    def wait(self, envelope: Envelope) -> Answer:
+        """The controller's answer to ``envelope`` (sent with ``wants_answer``)."""
+        assert self._inbox is not None and envelope.wants_answer
         # A task whose run ended before its request was read gets no answer, so it checks
         # between waits whether dask still wants it.
         deadline = time.monotonic() + self._reply_timeout
@@ -173,7 +188,7 @@ class WorkerChannel:
                 answer = self._unread.popleft()
             else:
                 try:
-                    answer = self._inbox.get(timeout=min(_POLL, self._reply_timeout))
+                    answer = decode_answer(self._inbox.get(timeout=min(_POLL, self._reply_timeout)))
                 except queue.Empty:
                     if self.cancelled():
                         raise TaskCancelled("the run no longer wants this trial") from None
@@ -183,40 +198,39 @@ class WorkerChannel:
                         ) from None
                     continue
             if not self._keep_ahead(answer):
-                if "ticket" in answer:
-                    self._taken.add(answer["id"])  # the same trial may come ahead too: late
-                    if self._ahead is not None and self._ahead["id"] == answer["id"]:
+                if isinstance(answer, GiveTrial):
+                    self._taken.add(answer.id)  # the same trial may come ahead too: late
+                    if self._ahead is not None and self._ahead.id == answer.id:
                         self._ahead = None  # or early: sent ahead, then given on request
                 return answer
 
-    def take_ahead(self) -> dict[str, Any] | None:
-        """The next trial, if the controller sent it ahead (an answer with a ``ticket``) and
-        nothing since cancelled this task; the caller starts it and tells the controller so."""
+    def take_ahead(self) -> TrialAhead | None:
+        """The next trial, if the controller sent it ahead and nothing since cancelled this
+        task; the caller starts it and tells the controller so."""
         if self._inbox is None:
             return None
         with contextlib.suppress(queue.Empty):
             while True:
-                answer = self._inbox.get_nowait()
+                answer = decode_answer(self._inbox.get_nowait())
                 if not self._keep_ahead(answer):
                     self._unread.append(answer)  # a cancel: the next request reads it
         ahead, self._ahead = self._ahead, None
         if ahead is None or self._unread or self.cancelled():
             return None
-        self._taken.add(ahead["id"])
+        self._taken.add(ahead.id)
         return ahead
 
-    def _keep_ahead(self, answer: dict[str, Any]) -> bool:
+    def _keep_ahead(self, answer: Answer) -> bool:
         """Hold a trial sent ahead, or drop it when the controller takes it back; False for
         any other answer."""
-        if "ahead" in answer:
-            if answer["id"] not in self._taken:
+        if not isinstance(answer, AHEAD):
+            return False
+        if isinstance(answer, TrialAhead):
+            if answer.id not in self._taken:
                 self._ahead = answer
-            return True
-        if "revoke" in answer:
-            if self._ahead is not None and self._ahead["id"] == answer["revoke"]:
-                self._ahead = None
-            return True
-        return False
+        elif self._ahead is not None and self._ahead.id == answer.id:
+            self._ahead = None
+        return True
 
     def close(self) -> None:
         if self._inbox is not None:
@@ -227,26 +241,27 @@ class WorkerChannel:
 class ControllerChannel:
     """The kernel's side: receives every message of one run and answers requests."""
 
-    def __init__(self, client: Client, topic: str, deliver: Callable[[dict[str, Any]], None]):
+    def __init__(self, client: Client, topic: str, deliver: Callable[[Envelope], None]):
         self._client = client
         self.topic = topic
         self._lock = threading.Lock()
         self._unsent: list[tuple[str, dict[str, Any]]] = []  # (attempt, answer)
         self._sending: str | None = None  # "now", "soon" (see _GATHER), or None: no send due
-        client.subscribe_topic(topic, lambda event: deliver(event[1]))
+        client.subscribe_topic(topic, lambda event: deliver(decode(event[1])))
 
-    def reply(self, message: dict[str, Any], payload: dict[str, Any]) -> None:
-        """Answer the request ``message`` without waiting."""
-        self._post([(message["reply_to"], payload)])
+    def reply(self, request: Envelope, answer: Answer) -> None:
+        """Answer ``request`` without waiting."""
+        assert request.wants_answer
+        self._post([(request.attempt, encode(answer))])
 
-    def tell(self, attempt: str, payload: dict[str, Any]) -> None:
+    def tell(self, attempt: str, answer: TrialAhead | Revoke) -> None:
         """Send ``attempt`` (listening, see ``WorkerChannel.listen``) an unrequested answer,
         with the next answers or within ``_GATHER`` seconds."""
-        self._post([(attempt, payload)], urgent=False)
+        self._post([(attempt, encode(answer))], urgent=False)
 
     def cancel(self, attempts: list[str], reason: str) -> None:
         """Tell the waiting requests (if any) of these attempts that their trial was given up."""
-        self._post([(attempt, {"cancel": reason}) for attempt in attempts])
+        self._post([(attempt, encode(Cancel(reason))) for attempt in attempts])
 
     def _post(self, answers: list[tuple[str, dict[str, Any]]], urgent: bool = True) -> None:
         """Queue answers; the client's event loop sends all that are queued when it runs, in

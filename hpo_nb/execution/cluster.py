@@ -30,7 +30,7 @@ from hpo_nb._settings import settings
 from hpo_nb.execution.gpu import gpu_count
 from hpo_nb.execution.scheduler import SchedulerProcess
 
-__all__ = ["ClusterInfo", "close_all", "cluster", "get_client"]
+__all__ = ["ClusterInfo", "check", "close_all", "cluster", "get_client"]
 
 _lock = threading.Lock()
 _local: dict[str, tuple[Any, Client]] = {}  # "local" or "cuda" -> (cluster, client)
@@ -110,15 +110,29 @@ def _resolve(kind: str | None) -> str:
     return kind
 
 
-def get_client(
-    cluster: str | None = None, workers: int | None = None, gpus: str | None = None
-) -> Client:
-    """A client for ``cluster``: ``auto`` (default), ``local``, ``cuda`` or a scheduler address."""
+def check(cluster: str | None, workers: int | None, gpus: str | None) -> str:
+    """The kind of cluster asked for (``local``, ``cuda`` or an address), or a one-line error
+    for a request this machine cannot meet; cheap (it starts nothing)."""
     kind = _resolve(cluster)
     if kind == "cuda" and workers is not None:
         raise HpoError(
             "a cuda cluster has one worker per GPU: choose them with --gpus, not --workers"
         )
+    if gpus is not None and kind != "cuda":
+        raise HpoError(
+            f"--gpus {gpus} picks the GPUs of a cuda cluster, but this one is {kind} "
+            "(NVML found no GPU): leave --gpus out to run on CPU workers"
+        )
+    if kind == "cuda" and gpu_count() == 0:
+        raise HpoError("--cluster cuda needs an NVIDIA GPU and its driver; NVML found none")
+    return kind
+
+
+def get_client(
+    cluster: str | None = None, workers: int | None = None, gpus: str | None = None
+) -> Client:
+    """A client for ``cluster``: ``auto`` (default), ``local``, ``cuda`` or a scheduler address."""
+    kind = check(cluster, workers, gpus)
     if kind in ("local", "cuda"):
         return _local_client(kind, workers, gpus)
     return _remote_client(kind)
@@ -140,6 +154,12 @@ def _local_client(kind: str, workers: int | None, gpus: str | None) -> Client:
                     raise HpoError(f"the local dask cluster did not start: {e}") from None
                 current = _local[kind] = (instance, Client(instance, set_as_default=False))
             instance, client = current
+            started_on = getattr(instance, "hpo_nb_gpus", None)
+            if kind == "cuda" and gpus is not None and gpus != started_on:
+                raise HpoError(
+                    f"this kernel's cuda cluster runs on GPUs {started_on or 'all'}, not {gpus}: "
+                    "close it first (hpo_nb.close_clusters()) to choose other GPUs"
+                )
             if kind == "local" and workers is not None and len(instance.workers) != workers:
                 instance.scale(workers)
                 _wait_for_exactly(client, workers)
@@ -180,12 +200,14 @@ def _start_cuda(gpus: str | None) -> Any:
     class _LocalCUDACluster(_SchedulerOutside, LocalCUDACluster):
         """dask-cuda's ``LocalCUDACluster``, its scheduler outside the kernel."""
 
-    return _LocalCUDACluster(
+    instance = _LocalCUDACluster(
         CUDA_VISIBLE_DEVICES=gpus,  # one worker per device, each seeing its own first
         dashboard_address=_dashboard(),
         resources={"GPU": 1},  # each trial takes the GPU of its worker
         **_COMMON,
     )
+    instance.hpo_nb_gpus = gpus  # what --gpus asked for (None: every GPU)
+    return instance
 
 
 def _remote_client(address: str) -> Client:

@@ -19,7 +19,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import cloudpickle
 import optuna
@@ -34,9 +34,30 @@ from optuna.distributions import (
 )
 from optuna.trial import BaseTrial
 
+from hpo_nb import _optuna
 from hpo_nb.execution.channel import ReplyTimeout, TaskCancelled, WorkerChannel
 from hpo_nb.execution.gpu import this_process_gpu
+from hpo_nb.execution.protocol import (
+    Answer,
+    Cancel,
+    Error,
+    Finish,
+    GiveTrial,
+    Number,
+    NumberAnswer,
+    Prune,
+    PruneAnswer,
+    Report,
+    Start,
+    Suggest,
+    TrialAhead,
+    TrialMessage,
+    ValueAnswer,
+    encode,
+)
 from hpo_nb.search.objective import Objective
+
+A = TypeVar("A", bound=Answer)
 
 __all__ = ["PickledObjective", "TrialTicket", "WorkerTrial", "run_slot"]
 
@@ -139,9 +160,9 @@ class WorkerTrial(BaseTrial):
         # What the controller has not been told yet: parameters resolved here, and what was
         # held back (see _HOLD); every message carries it. The lock keeps the flush thread's
         # messages and the objective's in the order of their contents.
-        self._unsent_params: list[list[str]] = []  # [name, distribution as JSON]
-        self._unsent_reports: list[list[Any]] = []  # [step, value]
-        self._unsent_attrs: list[list[Any]] = []  # ["user" or "constraint", key, value]
+        self._unsent_params: list[tuple[str, str]] = []  # (name, distribution as JSON)
+        self._unsent_reports: list[tuple[int, float]] = []  # (step, value)
+        self._unsent_attrs: list[tuple[str, str, Any]] = []  # ("user" | "constraint", key, value)
         self._lock = threading.Lock()
         self._last_sent = -math.inf
         self._closed = False
@@ -180,13 +201,13 @@ class WorkerTrial(BaseTrial):
         dist_json = distribution_to_json(distribution)
         if found:
             with self._lock:  # the flush thread may be taking the list
-                self._unsent_params.append([name, dist_json])
+                self._unsent_params.append((name, dist_json))
             # The storage learns a trial's parameters soon (a run resumed after its kernel
             # died retries the trial with them), not only with the trial's next message.
             self._send_or_hold()
         else:
-            reply = self._request("suggest", name=name, dist=dist_json)
-            value = distribution.to_external_repr(reply["value"])
+            reply = self._request(Suggest(name=name, dist=dist_json), ValueAnswer)
+            value = distribution.to_external_repr(reply.value)
         self._params[name] = value
         self._distributions[name] = distribution
         return value
@@ -198,11 +219,11 @@ class WorkerTrial(BaseTrial):
         if name in ticket.fixed_params:
             return True, ticket.fixed_params[name]
         if distribution.single():
-            return True, optuna.distributions._get_single_value(distribution)
+            return True, _optuna.single_value(distribution)
         if name in ticket.relative_params:
             check_distribution_compatibility(ticket.relative_space[name], distribution)
             value = ticket.relative_params[name]
-            if distribution._contains(distribution.to_internal_repr(value)):
+            if _optuna.contains(distribution, distribution.to_internal_repr(value)):
                 return True, value
         proposal = ticket.proposed.get(name)
         if proposal is not None and proposal[0] == distribution:
@@ -237,7 +258,7 @@ class WorkerTrial(BaseTrial):
             return
         self._intermediate[step] = value
         with self._lock:
-            self._unsent_reports.append([step, value])
+            self._unsent_reports.append((step, value))
         self._send_or_hold()
 
     def should_prune(self) -> bool:
@@ -249,7 +270,7 @@ class WorkerTrial(BaseTrial):
             if self._channel.cancelled():  # what a request would have found out
                 raise TaskCancelled("the run no longer wants this trial")
             return False
-        return bool(self._request("should_prune")["prune"])
+        return self._request(Prune(), PruneAnswer).prune
 
     # -- attributes --------------------------------------------------------------------------
     def set_user_attr(self, key: str, value: Any) -> None:
@@ -259,7 +280,7 @@ class WorkerTrial(BaseTrial):
             raise TypeError(f"user attribute {key!r} must be JSON serializable: {e}") from None
         self._user_attrs[key] = value
         with self._lock:
-            self._unsent_attrs.append(["user", key, value])
+            self._unsent_attrs.append(("user", key, value))
         self._send_or_hold()
 
     def set_constraint(self, key: str, value: float) -> None:
@@ -271,7 +292,7 @@ class WorkerTrial(BaseTrial):
             return
         self._constraints[key] = value
         with self._lock:
-            self._unsent_attrs.append(["constraint", key, value])
+            self._unsent_attrs.append(("constraint", key, value))
         self._send_or_hold()
 
     @property
@@ -297,7 +318,7 @@ class WorkerTrial(BaseTrial):
     @property
     def number(self) -> int:
         if self._number is None:  # asked once, only by objectives that use it
-            self._number = int(self._request("number")["number"])
+            self._number = self._request(Number(), NumberAnswer).number
         return self._number
 
     @property
@@ -313,7 +334,7 @@ class WorkerTrial(BaseTrial):
         now = time.monotonic()
         if now - self._last_sent >= _HOLD:
             with self._lock:
-                self._send_locked("report", now)
+                self._send_locked(Report, now)
         elif self._channel.cancelled():  # what sending would have found out
             raise TaskCancelled("the run no longer wants this trial")
         else:
@@ -327,27 +348,32 @@ class WorkerTrial(BaseTrial):
             ):
                 return
             with contextlib.suppress(TaskCancelled):  # the objective's thread finds out itself
-                self._send_locked("report", time.monotonic())
+                self._send_locked(Report, time.monotonic())
 
-    def _send_locked(self, op: str, now: float, **payload: Any) -> dict[str, Any]:
+    def _send_locked(self, kind: type[Report], now: float) -> None:
         self._last_sent = now
-        return self._channel.send(op, **self._take_unsent(), **payload)
+        self._channel.send(kind(**self._take_unsent()))
 
-    def _request(self, op: str, **payload: Any) -> dict[str, Any]:
+    def _request(self, body: TrialMessage, expected: type[A]) -> A:
+        """Send ``body`` with what waits, and return the controller's answer to it."""
         with self._lock:
-            sent = self._send_locked(op, time.monotonic(), reply=True, **payload)
+            self._last_sent = time.monotonic()
+            unsent = self._take_unsent()
+            sent = self._channel.send(dataclasses.replace(body, **unsent), wants_answer=True)
         reply = self._channel.wait(sent)
-        if "cancel" in reply:
-            raise TaskCancelled(reply["cancel"])
-        if "error" in reply:
-            raise RuntimeError(reply["error"])
+        if isinstance(reply, Cancel):
+            raise TaskCancelled(reply.reason)
+        if isinstance(reply, Error):
+            raise RuntimeError(reply.message)
+        if not isinstance(reply, expected):
+            raise RuntimeError(f"the controller answered {reply!r} to {body.op}")
         return reply
 
     def _take_unsent(self) -> dict[str, Any]:
         params, self._unsent_params = self._unsent_params, []
         reports, self._unsent_reports = self._unsent_reports, []
         attrs, self._unsent_attrs = self._unsent_attrs, []
-        return {"params": params, "reports": reports, "attrs": attrs}
+        return {"params": tuple(params), "reports": tuple(reports), "attrs": tuple(attrs)}
 
     def close(self) -> dict[str, Any]:
         """End the trial: what the controller has not been told yet, for its last message
@@ -380,7 +406,7 @@ def outcome_of(value: Any, n_objectives: int) -> dict[str, Any]:
         if math.isnan(f):
             return _fail("objective returned NaN")
         values.append(f)
-    return {"state": "complete", "values": values}
+    return {"state": "complete", "values": tuple(values)}
 
 
 def _fail(reason: str, tb: str = "") -> dict[str, Any]:
@@ -401,41 +427,36 @@ def run_slot(
     """
     channel = WorkerChannel(topic, reply_timeout)
     trial: WorkerTrial | None = None
-    where: dict[str, Any] = {
-        "worker": channel.worker,
-        "gpu": this_process_gpu(),
-        "pid": os.getpid(),
-    }
+    start = Start(worker=channel.worker, gpu=this_process_gpu(), pid=os.getpid())
     try:
         channel.listen()  # before the controller learns of this task and may send it trials
+        reply: Answer | None
         if ticket is None:
-            reply = channel.request("start", **where)
+            reply = channel.request(start)
         else:
-            channel.send("start", **where)
-            reply = {"ticket": ticket}
-        while "ticket" in reply:
-            given: TrialTicket = pickle.loads(reply["ticket"])
+            channel.send(start)
+            reply = GiveTrial(ticket, -1)
+        while isinstance(reply, (GiveTrial, TrialAhead)):
+            given: TrialTicket = pickle.loads(reply.ticket)
             trial = WorkerTrial(given, channel)
             outcome: dict[str, Any] = _run(objective, trial, given)
             outcome.update(trial.close())
             trial = None  # from here on its outcome is the controller's
-            ahead = channel.take_ahead()
-            if ahead is None:
-                reply = channel.request("finish", **outcome)
+            reply = channel.take_ahead()
+            if reply is None:
+                reply = channel.request(Finish(**outcome))
             else:  # started at once; the controller learns of it with the outcome
-                channel.send("finish", **outcome, next=ahead["id"])
-                reply = ahead
-        return channel.send("finish", state="idle")
+                channel.send(Finish(**outcome, next=reply.id))
+        last = Finish(state="idle")
     except TaskCancelled as e:
         unsent: dict[str, Any] = trial.close() if trial is not None else {}
-        return channel.send("finish", **unsent, state="cancelled", reason=str(e))
+        last = Finish(**unsent, state="cancelled", reason=str(e))
     except ReplyTimeout as e:
-        if trial is None:  # the controller has the outcome, or no trial was given
-            return channel.send("finish", state="idle")
-        last: dict[str, Any] = trial.close()
-        return channel.send("finish", **last, **_fail(str(e)))
+        # Without a trial, the controller has the outcome, or no trial was given.
+        last = Finish(state="idle") if trial is None else Finish(**trial.close(), **_fail(str(e)))
     finally:
         channel.close()
+    return encode(channel.send(last))
 
 
 def _run(objective: PickledObjective, trial: WorkerTrial, ticket: TrialTicket) -> dict[str, Any]:

@@ -9,9 +9,11 @@ parameter importances, and turns the panel's commands into calls of :func:`hpo_n
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,14 +22,15 @@ import optuna
 from optuna.distributions import BaseDistribution, check_distribution_compatibility
 from optuna.trial import TrialState
 
+from hpo_nb import _optuna
 from hpo_nb._errors import HpoError
 from hpo_nb.engine import lifecycle as lifecycle
-from hpo_nb.engine.mirror import _quiet
+from hpo_nb.engine.options import RunOptions, panel_fields
 from hpo_nb.engine.progress import Progress
+from hpo_nb.engine.quiet import quiet
 from hpo_nb.engine.records import CONFIG_KEY
 from hpo_nb.engine.rows import discovered, downsample, spec_of, trial_row
 from hpo_nb.engine.run import Run, run
-from hpo_nb.engine.run import _positive as positive
 from hpo_nb.frontends.panel import Panel
 from hpo_nb.io.archive import load_trials
 from hpo_nb.io.storage import display_url, open_storage, storage_url
@@ -42,11 +45,7 @@ _COUNTED = {"complete": "complete", "pruned": "pruned", "failed": "fail"}
 SYNC_LIMIT = 5000  # rows a new view receives at most (the rest is downsampled)
 TOP = 10
 IMPORTANCE_SAMPLE = 1000  # complete trials the importance is computed from, at most
-EDITABLE = ("sampler", "sampler_options", "pruner", "pruner_options", "n_trials",
-            "concurrency", "trial_timeout", "patience", "min_delta")  # fmt: skip
-_DEFAULTS = {"sampler": "auto", "sampler_options": {}, "pruner": "median", "pruner_options": {},
-             "n_trials": 100, "concurrency": None, "trial_timeout": None, "patience": None,
-             "min_delta": 0.0}  # fmt: skip
+DEFAULT_TARGET = 100  # the panel's n_trials when neither the flags nor the study give one
 
 
 class Console:
@@ -57,15 +56,14 @@ class Console:
         *,
         study: str,
         objective: Objective | None = None,
-        storage: str | None = None,
-        options: Mapping[str, Any] | None = None,
+        options: RunOptions | None = None,
         handle: Run | None = None,
     ) -> None:
-        options = dict(options or {})
-        self._objective = objective
+        given = handle.options if handle is not None else options or RunOptions()
+        self._objective = objective if handle is None else handle.objective
+        objective = self._objective
         self._name = study
-        self._url = handle._url if handle is not None else storage_url(storage)
-        self._fixed = {k: v for k, v in options.items() if k not in (*EDITABLE, "space", "narrow")}
+        self._url = handle.storage_url if handle is not None else storage_url(given.storage)
         self._lock = threading.RLock()
         self._rows: list[dict[str, Any]] = []
         self._numbers: set[int] = set()
@@ -81,10 +79,8 @@ class Console:
         directions, attrs = self._open(handle)
         self._directions = directions
         self._parent = attrs.get(lifecycle.PARENT_KEY)
-        recorded = attrs.get(CONFIG_KEY) or {}
-        config = {**_DEFAULTS, **{k: recorded[k] for k in EDITABLE if recorded.get(k) is not None}}
-        config.update({k: v for k, v in options.items() if k in EDITABLE and v is not None})
-        self.panel.config = config
+        self._options = _starting_options(given, attrs.get(CONFIG_KEY) or {}, handle is None)
+        self.panel.config = self._options.panel_settings()
         self.panel.options = _options()
         self.panel.study = {
             "name": study,
@@ -93,16 +89,14 @@ class Console:
             "objective": objective.name if objective is not None else None,
             "parent": self._parent,
         }
-        space = options.get("space") or (objective.space if objective is not None else None)
-        self._declared = SearchSpace.parse(space) if space is not None else None
-        narrow = options.get("narrow")
-        self._narrowed = SearchSpace.parse(narrow) if narrow is not None else None
+        self._declared = given.space or (objective.space if objective is not None else None)
+        self._narrowed = given.narrow
         self._show_space()
         if handle is not None:  # its trials are in memory: quick
             self._loaded(handle.history(), handle.distributions())
             self._follow(handle)
         else:  # a large study takes seconds to read: the kernel does not wait for it
-            self.panel.progress = _idle(study, config["n_trials"], directions)
+            self.panel.progress = _idle(study, self._options.n_trials or 0, directions)
             self.panel.status = "reading the study's trials ..."
             threading.Thread(target=self._read, daemon=True).start()
 
@@ -123,7 +117,7 @@ class Console:
         to show. A run's are read through its own storage (no second connection)."""
         if handle is not None:
             directions = tuple(d.name.lower() for d in handle.study.directions)
-            return directions, handle._study_attrs()
+            return directions, handle.study_attrs()
         rdb = open_storage(self._url)
         try:
             study_id = rdb.get_study_id_from_name(self._name)
@@ -157,7 +151,7 @@ class Console:
         self._loaded(rows, dists)
         if self._run is None or self._run.done:
             counts = {k: sum(r["s"] == s for r in self._rows) for k, s in _COUNTED.items()}
-            target = self.panel.config["n_trials"]
+            target = self._options.n_trials or 0
             self.panel.progress = _idle(self._name, target, self._directions, counts)
         self.panel.status = ""
 
@@ -290,14 +284,19 @@ class Console:
 
     def _cmd_config(self, message: dict[str, Any]) -> None:
         change = message.get("config") or {}
-        config = {**self.panel.config, **{k: v for k, v in change.items() if k in EDITABLE}}
+        editable = panel_fields()
         try:
-            check_config(config, self.panel.study.get("directions") or ["minimize"])
+            unknown = [k for k in change if k not in editable]
+            if unknown:
+                raise HpoError(f"{unknown[0]!r} is not a run setting the panel edits")
+            options = self._options.replace(**change)
+            check_config(options, self.panel.study.get("directions") or ["minimize"])
         except HpoError as e:
             self.panel.config_error = str(e)
             return
+        self._options = options
         self.panel.config_error = ""
-        self.panel.config = config
+        self.panel.config = options.panel_settings()
 
     def _cmd_start(self, _message: dict[str, Any]) -> None:
         self._start(self._name)
@@ -407,30 +406,39 @@ class Console:
             raise HpoError(f"define the objective (%%hpo_objective) to run study {name!r}")
         if self._run is not None and not self._run.done:
             raise HpoError(f"study {name!r} is running: stop it first")
-        config = self.panel.config
-        options = {**self._fixed, **{k: config[k] for k in EDITABLE if k != "n_trials"}}
+        options = self._options.replace(study=name, storage=self._url)
         if self._declared is not None:
-            options["space"] = self._declared
+            options = options.replace(space=self._declared, narrow=None)
         elif self._narrowed is not None:
-            options["narrow"] = self._narrowed
-        handle = run(self._objective, config["n_trials"], study=name, storage=self._url, **options)
+            options = options.replace(narrow=self._narrowed)
+        handle = run(self._objective, options=options)
         self._follow(handle)
         self.panel.status = f"started study {name!r}"
 
 
-def panel(
-    objective: Objective | Callable[[Any], Any] | str,
-    *,
-    study: str | None = None,
-    storage: str | None = None,
-    **options: Any,
-) -> Console:
-    """The control panel of ``objective`` (or of the existing study of that name), with
-    :func:`hpo_nb.run`'s options as its starting configuration; display it in a notebook."""
+def panel(objective: Objective | Callable[[Any], Any] | Run | str, **options: Any) -> Console:
+    """The control panel of a run, an objective or the existing study of that name, with
+    :func:`hpo_nb.run`'s options (:class:`~hpo_nb.engine.options.RunOptions`) as its starting
+    configuration; display it in a notebook."""
+    if isinstance(objective, Run):
+        return console_of(objective)
+    chosen = RunOptions.of(**options)
     if isinstance(objective, str):
-        return Console(study=study or objective, storage=storage, options=options)
+        return Console(study=chosen.study or objective, options=chosen)
     obj = as_objective(objective)
-    return Console(study=study or obj.name, objective=obj, storage=storage, options=options)
+    return Console(study=chosen.study or obj.name, objective=obj, options=chosen)
+
+
+_consoles: weakref.WeakKeyDictionary[Run, Console] = weakref.WeakKeyDictionary()
+_shown_in: weakref.WeakKeyDictionary[Run, int] = weakref.WeakKeyDictionary()
+
+
+def console_of(handle: Run) -> Console:
+    """The panel that follows ``handle`` (one per run)."""
+    console = _consoles.get(handle)
+    if console is None:
+        console = _consoles[handle] = Console(study=handle.study.study_name, handle=handle)
+    return console
 
 
 def show(console: Console) -> None:
@@ -439,6 +447,25 @@ def show(console: Console) -> None:
     from IPython.display import display
 
     console._display = display(console.panel, display_id=True)
+
+
+def show_run(handle: Run, execution_count: int | None = None) -> None:
+    """Show the live panel of ``handle`` now (the magics do, in their cell); the cell's
+    ``Out[]`` will not show it a second time."""
+    show(console_of(handle))
+    if execution_count is not None:
+        _shown_in[handle] = execution_count
+
+
+def display_run(handle: Run) -> None:
+    """How IPython displays a :class:`~hpo_nb.Run`: its live panel (once per cell)."""
+    from IPython import get_ipython
+
+    count = getattr(get_ipython(), "execution_count", None)
+    if count is not None and _shown_in.get(handle) == count:
+        del _shown_in[handle]  # %hpo_run showed it already in this cell
+        return
+    show(console_of(handle))
 
 
 def importance_of(rows: list[dict[str, Any]], dists: dict[str, BaseDistribution]) -> dict:
@@ -450,11 +477,11 @@ def importance_of(rows: list[dict[str, Any]], dists: dict[str, BaseDistribution]
     for r in complete:
         params = {k: v for k, v in r["p"].items() if k in dists}
         used = {k: dists[k] for k in params}
-        if all(used[k]._contains(used[k].to_internal_repr(v)) for k, v in params.items()):
+        if all(_optuna.contains(used[k], used[k].to_internal_repr(v)) for k, v in params.items()):
             trials.append(
                 optuna.trial.create_trial(value=r["v"][0], params=params, distributions=used)
             )
-    with _quiet(optuna.storages.InMemoryStorage.__module__):  # not "A new study created"
+    with quiet(optuna.storages.InMemoryStorage.__module__):  # not "A new study created"
         study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
     study.add_trials(trials)
     scores = optuna.importance.get_param_importances(study)
@@ -465,24 +492,45 @@ def importance_of(rows: list[dict[str, Any]], dists: dict[str, BaseDistribution]
     }
 
 
-def check_config(config: Mapping[str, Any], directions: list[str]) -> None:
-    """One-line errors for a configuration the panel sent."""
-    if config.get("n_trials") is None:
+def check_config(options: RunOptions, directions: list[str]) -> None:
+    """One-line errors for run settings the panel sent (RunOptions checked each value)."""
+    if options.n_trials is None:
         raise HpoError("n_trials is missing: give the number of finished trials to reach")
-    for key, kind in [("n_trials", int), ("concurrency", int), ("patience", int)]:
-        positive(key, config.get(key), kind)
-    positive("trial_timeout", config.get("trial_timeout"), float)
-    delta = config.get("min_delta")
-    if not isinstance(delta, (int, float)) or delta < 0:
-        raise HpoError(f"min_delta must be a number >= 0, got {delta!r}")
-    make_sampler(config["sampler"], None, config.get("sampler_options"))
-    make_pruner(config["pruner"], config.get("pruner_options"))
-    if config.get("patience") is not None and len(directions) > 1:
+    if isinstance(options.sampler, str):
+        make_sampler(options.sampler, None, options.sampler_options)
+    if isinstance(options.pruner, str):
+        make_pruner(options.pruner, options.pruner_options)
+    if options.patience is not None and len(directions) > 1:
         raise HpoError("patience needs a single objective (the best value must be one number)")
 
 
+def _starting_options(given: RunOptions, recorded: Mapping[str, Any], fresh: bool) -> RunOptions:
+    """What the panel starts with: ``given`` (a run's, or the flags), over what the study
+    recorded (when the panel opens a study), with a target in any case."""
+    if fresh:
+        with contextlib.suppress(HpoError):  # a record this version cannot read: not used
+            given = RunOptions.from_json(recorded).replace(**given.changed())
+    return given if given.n_trials is not None else given.replace(n_trials=DEFAULT_TARGET)
+
+
 def _options() -> dict[str, Any]:
-    return {"samplers": list(SAMPLERS), "pruners": list(PRUNERS), **main_options()}
+    """The ``options`` trait (``panel_protocol.Options``): the pickers' choices and the run
+    settings the panel shows as inputs (``panel_protocol.ConfigField``, in display order)."""
+    defaults = RunOptions()
+    fields = [
+        {
+            "name": name,
+            "label": spec.panel,
+            "kind": spec.panel_kind,
+            "min": spec.minimum,
+            "nullable": getattr(defaults, name) is None,
+            "help": spec.help,
+        }
+        for name, spec in panel_fields().items()
+        if spec.panel_kind != "picker"
+    ]
+    choices = {"samplers": list(SAMPLERS), "pruners": list(PRUNERS)}
+    return {**choices, **main_options(), "fields": fields}
 
 
 def _progress_json(progress: Progress) -> dict[str, Any]:
@@ -514,13 +562,15 @@ def _idle(
 
 
 def _pareto(rows: list[dict[str, Any]], directions: list[str]) -> list[dict[str, Any]]:
+    """The rows no other row dominates in every objective, best first in the first objective.
+    The panel's Pareto chart marks these (the ``top`` trait); it computes no front itself."""
     signs = [-1 if d == "maximize" else 1 for d in directions]
     keyed = [(tuple(s * v for s, v in zip(signs, r["v"], strict=False)), r) for r in rows]
 
     def dominated(a: tuple[float, ...]) -> bool:
         return any(all(x <= y for x, y in zip(b, a, strict=False)) and b != a for b, _ in keyed)
 
-    return sorted((r for k, r in keyed if not dominated(k)), key=lambda r: r["v"][0])
+    return sorted((r for k, r in keyed if not dominated(k)), key=lambda r: signs[0] * r["v"][0])
 
 
 def _fits(old: BaseDistribution | None, new: BaseDistribution) -> bool:

@@ -16,14 +16,13 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from hpo_nb._errors import HpoError
-from hpo_nb.engine import interrupts as interrupts
-from hpo_nb.engine import lifecycle as lifecycle
+from hpo_nb.engine import interrupts, lifecycle
+from hpo_nb.engine.options import OptionSpec, RunOptions, option_specs
 from hpo_nb.engine.progress import RunState
 from hpo_nb.engine.run import Run, active_runs, run
-from hpo_nb.frontends.console import Console
+from hpo_nb.frontends.console import Console, show_run
 from hpo_nb.frontends.console import show as show_console
 from hpo_nb.io.plots import FORMATS as PLOT_FORMATS
-from hpo_nb.search.algorithms import PRUNERS, SAMPLERS, parse_options
 from hpo_nb.search.objective import (
     DIRECTIONS,
     Objective,
@@ -34,46 +33,6 @@ from hpo_nb.search.objective import (
 from hpo_nb.search.space import SearchSpace
 
 __all__ = ["HpoMagics"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
 
 
 def _unquote(text: str) -> str:
@@ -91,107 +50,63 @@ def _storage_argument(func: Callable[..., Any]) -> Callable[..., Any]:
     return argument("--storage", help="database URL or SQLite file (default: hpo.db)")(func)
 
 
-_RUN_OPTIONS = [
-    argument("--study", help="study name (default: the objective's name)"),
-    argument("--sampler", choices=list(SAMPLERS), help="search algorithm (default: auto)"),
-    argument(
-        "--sampler-opt",
-        nargs="+",
-        action="append",
-        metavar="KEY=VALUE",
-        help="sampler option, e.g. n_startup_trials=5 (Optuna's keyword arguments)",
-    ),
-    argument("--pruner", choices=list(PRUNERS), help="pruning rule (default: median)"),
-    argument(
-        "--pruner-opt",
-        nargs="+",
-        action="append",
-        metavar="KEY=VALUE",
-        help="pruner option, e.g. n_warmup_steps=3",
-    ),
-    argument(
-        "--space",
-        metavar="SPACE",
-        help="declarative search space: a variable, a YAML/JSON file, or YAML/JSON text",
-    ),
-    argument(
-        "--enqueue",
-        metavar="CONFIGS",
-        help="configurations to try first: a variable or a literal (dict or list of dicts)",
-    ),
-    argument("--workers", type=_positive_int, metavar="K", help="local worker processes"),
-    argument(
-        "--cluster",
-        metavar="auto|local|cuda|ADDRESS",
-        help="auto (default: one worker per GPU when there are GPUs, else CPU workers), "
-        "local, cuda, or the address of a running dask scheduler",
-    ),
-    argument("--gpus", metavar="0,1", help="the GPUs of a cuda cluster (default: all)"),
-    argument(
-        "--concurrency",
-        type=_positive_int,
-        metavar="N",
-        help="at most N trials at once (default: one per worker thread)",
-    ),
-    argument(
-        "--trial-timeout",
-        type=_positive_float,
-        metavar="SECONDS",
-        help="a trial running longer is killed (its process) and marked FAIL",
-    ),
-    argument(
-        "--retries",
-        type=_non_negative_int,
-        metavar="K",
-        help="run a failed trial's parameters again, up to K times, on another worker",
-    ),
-    argument(
-        "--timeout",
-        type=_positive_float,
-        metavar="SECONDS",
-        help="start no new trial after this many seconds",
-    ),
-    argument(
-        "--max-time",
-        type=_positive_float,
-        metavar="SECONDS",
-        help="end the run at this time, cancelling running trials",
-    ),
-    argument(
-        "--patience",
-        type=_positive_int,
-        metavar="N",
-        help="stop when the best value has not improved over N finished trials",
-    ),
-    argument(
-        "--min-delta",
-        type=_non_negative_float,
-        metavar="D",
-        help="the least change that counts as an improvement (with --patience)",
-    ),
-    argument("--seed", type=int, help="sampler seed (a serial run is then reproducible)"),
-    argument(
-        "--ci-trials",
-        type=_positive_int,
-        metavar="N",
-        help="when the CI environment variable is set: N trials and a fixed seed",
-    ),
-    argument(
-        "--retry-failed",
-        action="store_true",
-        help="re-run the trials a dead kernel left behind, with the same parameters",
-    ),
-    argument("--direction", choices=DIRECTIONS, help="override the objective's direction"),
-    argument("--directions", nargs="+", choices=DIRECTIONS, metavar="D"),
-    argument("--wait", action="store_true", help="block until the study ends"),
-    argument("-o", dest="output", metavar="VAR", help="store the run handle in VAR"),
-]
+def _flag_type(name: str, spec: OptionSpec) -> Callable[[str], Any]:
+    """argparse's ``type=`` for an option: the flag's text converted, then checked as
+    :class:`RunOptions` checks it (a bad value is argparse's one-line usage error)."""
+    convert = spec.text_type or str
+
+    def parse(text: str) -> Any:
+        text = _unquote(text)
+        try:
+            try:
+                value = convert(text)
+            except ValueError:
+                value = text  # the check says what it expected, and quotes the text
+            return spec.check(name, value)
+        except HpoError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = spec.metavar or name  # what argparse names in "invalid ... value"
+    return parse
 
 
-def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for decorator in reversed(_RUN_OPTIONS):
-        func = decorator(func)
-    return _storage_argument(func)
+def _option_argument(name: str, spec: OptionSpec, required: bool) -> Callable[..., Any]:
+    """The ``@argument`` of one run option, generated from its spec: its dest is its name."""
+    kwargs: dict[str, Any] = {"dest": name, "help": spec.help, "default": None}
+    if required:
+        kwargs["required"] = True
+    if spec.switch:
+        kwargs.update(action="store_true", default=False)
+    else:
+        kwargs["metavar"] = spec.metavar
+        if spec.choices is not None:
+            kwargs["choices"] = list(spec.choices)
+        elif spec.text_type is not None:
+            kwargs["type"] = _flag_type(name, spec)
+        if spec.many:
+            kwargs["nargs"] = "+"
+        if spec.repeat:
+            kwargs["action"] = "append"
+    return argument(spec.flag or "--" + name.replace("_", "-"), **kwargs)
+
+
+def run_options(*, required: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> Any:
+    """Decorate a magic with one flag per :class:`RunOptions` field (except ``skip``)."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for name, spec in reversed(option_specs().items()):
+            if name in skip:
+                continue
+            func = _option_argument(name, spec, name in required)(func)
+        return func
+
+    return decorate
+
+
+def _handle_flags(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--wait`` and ``-o VAR``: what a magic does with the run it starts."""
+    func = argument("-o", dest="output", metavar="VAR", help="store the run handle in VAR")(func)
+    return argument("--wait", action="store_true", help="block until the study ends")(func)
 
 
 @magics_class
@@ -243,45 +158,31 @@ class HpoMagics(Magics):
 
     @magic_arguments()
     @argument("name", help="an objective defined with %%%%hpo_objective (or any f(trial))")
-    @argument(
-        "--n-trials",
-        type=_positive_int,
-        required=True,
-        metavar="N",
-        help="finished trials the study should reach in total (earlier runs count)",
-    )
-    @_run_options
+    @run_options(required=("n_trials",))
+    @_handle_flags
     @line_magic
     def hpo_run(self, line: str) -> Run:
         """Create or resume a study and run it on dask; the kernel stays free unless --wait.
 
         Example::
 
-            %hpo_run quadratic --n-trials 50
+            %hpo_run quadratic --n-trials 50 --concurrency 4 --trial-timeout 600
         """
         args = parse_argstring(self.hpo_run, line)
         objective = self._objective(args.name)
         with interrupts.watch():  # one Ctrl-C, even one Python dropped, stops a --wait run
             with _usage_errors():
-                declared = _directions(args)
-                options = self._options(args)
-                handle = run(as_objective(objective, declared), args.n_trials, **options)
+                handle = run(objective, options=RunOptions.of(**self._given(args)))
             return self._show(handle, args)
 
     @magic_arguments()
-    @argument("study", help="the study to run again, with the configuration it last ran with")
-    @argument("--n-trials", type=_positive_int, metavar="N", help="new total target")
-    @argument(
-        "--retry-failed",
-        action="store_true",
-        help="re-run the trials a dead kernel left behind, with the same parameters",
-    )
-    @_storage_argument
-    @argument("--wait", action="store_true", help="block until the study ends")
-    @argument("-o", dest="output", metavar="VAR", help="store the run handle in VAR")
+    @argument("study", help="the study to run again, with the options it last ran with")
+    @run_options(skip=("study",))
+    @_handle_flags
     @line_magic
     def hpo_resume(self, line: str) -> Run:
-        """Resume a study (after a restart, or one stopped earlier) with its last configuration."""
+        """Resume a study (after a restart, or one stopped earlier) with its last options; the
+        flags given change them (e.g. ``--n-trials 200`` for a new target)."""
         args = parse_argstring(self.hpo_resume, line)
         known: dict[str, Any] = {
             **{k: v for k, v in self._user_ns.items() if callable(v)},
@@ -289,18 +190,18 @@ class HpoMagics(Magics):
         }
         with interrupts.watch():
             with _usage_errors():
-                handle = lifecycle.resume(
-                    args.study, known, args.storage, args.n_trials, retry_failed=args.retry_failed
-                )
+                changes = self._given(args, skip=("study",))  # the positional is the study
+                handle = lifecycle.resume(args.study, known, **changes)
             return self._show(handle, args)
 
     @magic_arguments()
     @argument("name", help="an objective (%%%%hpo_objective) or an existing study")
-    @argument("--n-trials", type=_positive_int, metavar="N", help="the study's target")
-    @_run_options
+    @run_options()
+    @argument("-o", dest="output", metavar="VAR", help="store the panel in VAR")
     @line_magic
     def hpo_panel(self, line: str) -> None:
-        """Show the control panel: edit the space, pick the algorithms, start, stop and watch.
+        """Show the control panel: edit the space, pick the algorithms, start, stop and watch;
+        the flags are the options its Start runs with.
 
         Example::
 
@@ -308,22 +209,13 @@ class HpoMagics(Magics):
         """
         args = parse_argstring(self.hpo_panel, line)
         with _usage_errors():
-            options = self._options(args)
-            study = options.pop("study") or args.name
-            storage = options.pop("storage")
+            options = RunOptions.of(**self._given(args))
+            study = options.study or args.name
             objective = self._objective_or_none(args.name)
             if objective is None:
-                recorded = lifecycle.recorded_config(study, storage).get("objective")
+                recorded = lifecycle.recorded_config(study, options.storage).get("objective")
                 objective = self._objective_or_none(recorded) if recorded else None
-            declared = _directions(args)
-            if objective is not None and declared is not None:
-                objective = as_objective(objective, declared)
-            console = Console(
-                study=study,
-                objective=objective,
-                storage=storage,
-                options={**options, "n_trials": args.n_trials},
-            )
+            console = Console(study=study, objective=objective, options=options)
         show_console(console)
         if args.output:
             self._user_ns[args.output] = console
@@ -336,7 +228,7 @@ class HpoMagics(Magics):
 
     def _show(self, handle: Run, args: argparse.Namespace) -> Run:
         try:
-            handle._show_in_cell(getattr(self.shell, "execution_count", None))
+            show_run(handle, getattr(self.shell, "execution_count", None))
         except KeyboardInterrupt:  # before --wait took over: stop as it would have
             if args.wait:
                 with contextlib.suppress(KeyboardInterrupt):  # the wait raises it again
@@ -488,32 +380,22 @@ class HpoMagics(Magics):
         print(f"deleted {args.study!r}")
 
     # -- helpers -----------------------------------------------------------------------------
-    def _options(self, args: argparse.Namespace) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "study": args.study,
-            "storage": args.storage,
-            "workers": args.workers,
-            "cluster": args.cluster,
-            "timeout": args.timeout,
-            "max_time": args.max_time,
-            "patience": args.patience,
-            "seed": args.seed,
-            "ci_trials": args.ci_trials,
-            "retry_failed": args.retry_failed,
-            "sampler_options": parse_options(_flat(args.sampler_opt)),
-            "pruner_options": parse_options(_flat(args.pruner_opt)),
-        }
-        if args.sampler:
-            options["sampler"] = args.sampler
-        if args.pruner:
-            options["pruner"] = args.pruner
-        if args.min_delta is not None:
-            options["min_delta"] = args.min_delta
-        if args.space:
-            options["space"] = self._space(args.space)
-        if args.enqueue:
-            options["enqueue"] = self._value(args.enqueue, "--enqueue")
-        return options
+    def _given(self, args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The run options given as flags, by name: variables and files read, KEY=VALUE pairs
+        of repeated flags joined; :class:`RunOptions` checks them."""
+        given: dict[str, Any] = {}
+        for name, spec in option_specs().items():
+            value = getattr(args, name, None)
+            if name in skip or value is None or (spec.switch and not value):
+                continue
+            if spec.repeat:
+                value = _flat(value)
+            elif spec.reads == "space":
+                value = self._space(value)
+            elif spec.reads == "literal":
+                value = self._value(value, spec.flag or "--" + name.replace("_", "-"))
+            given[name] = value
+        return given
 
     def _space(self, text: str) -> SearchSpace:
         """A variable, a YAML/JSON file, or YAML/JSON text."""
@@ -548,13 +430,6 @@ class HpoMagics(Magics):
         raise UsageError(
             f"unknown objective {name!r}: define it with %%hpo_objective {name} (defined: {known})"
         )
-
-
-def _directions(args: argparse.Namespace) -> tuple[str, ...] | None:
-    """``--direction``/``--directions`` when given (they override the objective's)."""
-    if args.direction or args.directions:
-        return parse_directions(args.direction, args.directions)
-    return None
 
 
 @contextlib.contextmanager

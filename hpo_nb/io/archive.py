@@ -29,6 +29,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime
+import functools
 import io
 import json
 import math
@@ -45,10 +46,10 @@ import optuna
 import sqlalchemy
 from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages._rdb import models
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo_nb import _optuna
 from hpo_nb._errors import HpoError
 from hpo_nb.io.storage import display_url
 
@@ -71,7 +72,7 @@ _IV_TRIAL = "intermediate_trial.npy"
 _IV_STEP = "intermediate_step.npy"
 _IV_VALUE = "intermediate_value.npy"
 _UTC = datetime.timezone.utc
-_TABLES = models.BaseModel.metadata.tables
+_TABLES = _optuna.BaseModel.metadata.tables
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +173,28 @@ _CHUNK = 500  # trials a load reads and builds at a time
 _FINITE = "FINITE"  # the stored kind of a finite value, intermediate or not
 
 
+def _select(
+    conn: sqlalchemy.Connection, ids: list[int], table: str, *columns: str, order: str
+) -> list[tuple[Any, ...]]:
+    """``columns`` of ``table`` for the trials ``ids``, by trial and ``order``."""
+    t = _TABLES[table]
+    query = (
+        sqlalchemy.select(t.c.trial_id, *(t.c[c] for c in columns))
+        .where(t.c.trial_id.in_(ids))
+        .order_by(t.c.trial_id, t.c[order])
+    )
+    # The rows as the driver gives them, on the load's connection (in its snapshot): ids,
+    # floats and strings, the kind of a value its stored name. SQLAlchemy's Row objects
+    # would take as long as reading the rows, and the intermediate values are the bulk of
+    # a study (50 a trial are common). The trial ids, integers, are written into the SQL.
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(query.compile(conn, compile_kwargs={"literal_binds": True})))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
 def _load_chunk(
     conn: sqlalchemy.Connection,
     heads: Sequence[Sequence[Any]],
@@ -180,24 +203,7 @@ def _load_chunk(
     """The trials of ``heads`` (trial_id, number, state, datetimes) with everything they hold;
     ``distributions`` (distribution JSON -> object) is shared by the chunks of a load."""
     ids = [head[0] for head in heads]
-
-    def of_chunk(table: str, *columns: str, order: str) -> list[tuple[Any, ...]]:
-        t = _TABLES[table]
-        query = (
-            sqlalchemy.select(t.c.trial_id, *(t.c[c] for c in columns))
-            .where(t.c.trial_id.in_(ids))
-            .order_by(t.c.trial_id, t.c[order])
-        )
-        # The rows as the driver gives them, on the load's connection (in its snapshot): ids,
-        # floats and strings, the kind of a value its stored name. SQLAlchemy's Row objects
-        # would take as long as reading the rows, and the intermediate values are the bulk of
-        # a study (50 a trial are common). The trial ids, integers, are written into the SQL.
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(str(query.compile(conn, compile_kwargs={"literal_binds": True})))
-            return list(cursor.fetchall())
-        finally:
-            cursor.close()
+    of_chunk = functools.partial(_select, conn, ids)
 
     params: dict[int, dict[str, Any]] = {i: {} for i in ids}
     dists: dict[int, dict[str, BaseDistribution]] = {i: {} for i in ids}
@@ -210,8 +216,8 @@ def _load_chunk(
         params[trial_id][name] = dist.to_external_repr(value)
         dists[trial_id][name] = dist
     values: dict[int, list[float]] = {}
-    value_kind = models.TrialValueModel.TrialValueType
-    to_value = models.TrialValueModel.stored_repr_to_value
+    value_kind = _optuna.TrialValueModel.TrialValueType
+    to_value = _optuna.TrialValueModel.stored_repr_to_value
     for trial_id, value, kind in of_chunk("trial_values", "value", "value_type", order="objective"):
         value = value if kind == _FINITE else to_value(value, value_kind[kind])
         values.setdefault(trial_id, []).append(value)
@@ -226,8 +232,8 @@ def _load_chunk(
     ):
         system_attrs[trial_id][key] = json.loads(text)
     curves: dict[int, dict[int, float]] = {i: {} for i in ids}
-    iv_kind = models.TrialIntermediateValueModel.TrialIntermediateValueType
-    to_iv = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+    iv_kind = _optuna.TrialIntermediateValueModel.TrialIntermediateValueType
+    to_iv = _optuna.TrialIntermediateValueModel.stored_repr_to_intermediate_value
     for trial_id, step, value, kind in of_chunk(
         "trial_intermediate_values",
         "step",
@@ -393,7 +399,7 @@ def _from_tables(rdb: RDBStorage, study_id: int) -> _Rows:
         query = of_study("trial_values", "value", "value_type", order="objective")
         for trial_id, value, kind in conn.execute(query):
             record = by_id[trial_id]
-            stored = models.TrialValueModel.stored_repr_to_value(value, kind)
+            stored = _optuna.TrialValueModel.stored_repr_to_value(value, kind)
             record["values"] = [*(record["values"] or ()), stored]
         for table, field, order in (
             ("trial_user_attributes", "user_attrs", "trial_user_attribute_id"),
@@ -402,7 +408,7 @@ def _from_tables(rdb: RDBStorage, study_id: int) -> _Rows:
             query = of_study(table, "key", "value_json", order=order)
             for trial_id, key, text in conn.execute(query):
                 by_id[trial_id][field][key] = json.loads(text)
-        to_value = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+        to_value = _optuna.TrialIntermediateValueModel.stored_repr_to_intermediate_value
         query = of_study(
             "trial_intermediate_values",
             "step",
@@ -611,7 +617,7 @@ def _insert(conn: sqlalchemy.Connection, archive: Archive, study_id: int) -> Non
         ).all()
     )
     params, values, user_attrs, system_attrs = [], [], [], []
-    to_stored = models.TrialValueModel.value_to_stored_repr
+    to_stored = _optuna.TrialValueModel.value_to_stored_repr
     for r in archive.records:
         trial_id = ids[r["number"]]
         params += [
@@ -634,8 +640,8 @@ def _insert(conn: sqlalchemy.Connection, archive: Archive, study_id: int) -> Non
     insert("trial_values", values)
     insert("trial_user_attributes", user_attrs)
     insert("trial_system_attributes", system_attrs)
-    to_stored_step = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
-    finite = models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
+    to_stored_step = _optuna.TrialIntermediateValueModel.intermediate_value_to_stored_repr
+    finite = _optuna.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
     curves = []
     for number, step, value in zip(*(a.tolist() for a in archive.intermediate), strict=True):
         point, point_kind = (value, finite) if math.isfinite(value) else to_stored_step(value)

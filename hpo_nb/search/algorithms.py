@@ -1,50 +1,37 @@
 """Samplers and pruners by name, with options: thin factories over Optuna's own classes.
 
 >>> make_sampler("tpe", seed=0, options={"n_startup_trials": 5})  # doctest: +ELLIPSIS
-<optuna.samplers._tpe.sampler.TPESampler object at ...>
+<hpo_nb.search.tpe.HistoryTPESampler object at ...>
 """
 
 from __future__ import annotations
 
 import ast
-import dataclasses
 import importlib.util
 import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
+from hpo_nb import _optuna
 from hpo_nb._errors import HpoError
 from hpo_nb.search.cmaes import HistoryCmaEsSampler
+from hpo_nb.search.context import Context
 from hpo_nb.search.tpe import HistoryTPESampler
-
-if TYPE_CHECKING:
-    from hpo_nb.search.space import SearchSpace
 
 __all__ = [
     "PRUNERS",
     "SAMPLERS",
-    "Context",
     "explain_prune",
     "main_options",
     "make_pruner",
     "make_sampler",
     "parse_options",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class Context:
-    """What a sampler may be chosen or configured from."""
-
-    directions: tuple[str, ...] = ("minimize",)
-    space: SearchSpace | None = None
-    n_trials: int | None = None
-    concurrency: int = 1
 
 
 def _gp(seed: int | None, options: dict[str, Any], ctx: Context) -> optuna.samplers.BaseSampler:
@@ -283,11 +270,12 @@ def explain_prune(
         done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         peers = [t.intermediate_values[step] for t in done if step in t.intermediate_values]
         if peers:
-            percentile = pruner._percentile
+            percentile = asked = _optuna.percentile_of(pruner)
             if study.direction == optuna.study.StudyDirection.MAXIMIZE:
                 percentile = 100 - percentile
-            label = "median" if pruner._percentile == 50 else f"{pruner._percentile:g}th percentile"
+            label = "median" if asked == 50 else f"{asked:g}th percentile"
             return f"{text} vs {label} {float(np.nanpercentile(peers, percentile)):.4g}"
     if isinstance(pruner, optuna.pruners.ThresholdPruner):
-        return f"{text} outside [{pruner._lower}, {pruner._upper}]"
+        lower, upper = _optuna.threshold_bounds(pruner)
+        return f"{text} outside [{lower}, {upper}]"
     return f"{text} ({type(pruner).__name__})"

@@ -65,13 +65,14 @@ from optuna.distributions import (
     IntDistribution,
 )
 from optuna.samplers import BaseSampler
-from optuna.samplers._lazy_random_state import LazyRandomState
 from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo_nb.search.algorithms import Context
+from hpo_nb import _optuna
+from hpo_nb._optuna import LazyRandomState
 from hpo_nb.search.cmaes import HistoryCmaEsSampler, fresh_copy
+from hpo_nb.search.context import Context
 from hpo_nb.search.tpe import HistoryTPESampler
 
 __all__ = ["SAMPLER_KEY", "AutoSampler"]
@@ -269,7 +270,7 @@ class AutoSampler(BaseSampler):
         if self._middle_trial is None and name != "random":
             self._middle_trial = trial.number
         self.reason = reason
-        study._storage.set_trial_system_attr(trial._trial_id, SAMPLER_KEY, name)
+        _optuna.set_trial_system_attr(study, trial, SAMPLER_KEY, name)
         self._sampler.before_trial(study, trial)
 
     def infer_relative_search_space(

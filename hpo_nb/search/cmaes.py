@@ -25,15 +25,17 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna._transform import _SearchSpaceTransform
 from optuna.distributions import BaseDistribution
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo_nb import _optuna
+from hpo_nb._optuna import SearchSpaceTransform
+
 __all__ = ["HistoryCmaEsSampler", "fresh_copy"]
 
 _IMMUTABLE = (int, float, bool, str, type(None), np.generic)
-_logger = optuna.logging.get_logger("optuna.samplers._cmaes")
+_logger = optuna.logging.get_logger(optuna.samplers.CmaEsSampler.__module__)  # Optuna's own
 
 
 @dataclasses.dataclass
@@ -70,8 +72,8 @@ class HistoryCmaEsSampler(optuna.samplers.CmaEsSampler):
     def _history(self, study: Study) -> _History:
         if "_histories" not in self.__dict__:  # CmaEsSampler's own __init__ is kept as it is
             self._histories = {}
-        history = self._histories.setdefault(study._study_id, _History())
-        trials = study._get_trials(deepcopy=False, use_cache=True)
+        history = self._histories.setdefault(_optuna.study_id(study), _History())
+        trials = _optuna.all_trials(study, use_cache=True)
         positions = history.unfinished + list(range(history.seen, len(trials)))
         history.unfinished, history.seen = [], len(trials)
         for position in positions:
@@ -122,7 +124,7 @@ class HistoryCmaEsSampler(optuna.samplers.CmaEsSampler):
         completed_trials = history.complete
         if len(completed_trials) < self._n_startup_trials:
             return {}
-        trans = _SearchSpaceTransform(
+        trans = SearchSpaceTransform(
             search_space, transform_step=not self._with_margin, transform_0_1=True
         )
         origin, optimizer = self._restore_optimizer_of(history)
@@ -139,20 +141,20 @@ class HistoryCmaEsSampler(optuna.samplers.CmaEsSampler):
             return {}
         solution_trials = [t for _, t in history.by_generation.get(optimizer.generation, [])]
         if len(solution_trials) >= optimizer.population_size:
-            optimizer = self._tell(origin, optimizer, solution_trials, trans, study.direction)
+            optimizer = self._tell(
+                origin, optimizer, solution_trials, trans, search_space, study.direction
+            )
             assert self._told is not None
             for key, value in self._told[2].items():
-                study._storage.set_trial_system_attr(trial._trial_id, key, value)
+                _optuna.set_trial_system_attr(study, trial, key, value)
         seed = self._cma_rng.rng.randint(1, 2**16) + trial.number
         optimizer._rng.seed(seed)
         if _with_margin(optimizer):
             params, x_for_tell = optimizer.ask()
-            study._storage.set_trial_system_attr(trial._trial_id, "x_for_tell", x_for_tell.tolist())
+            _optuna.set_trial_system_attr(study, trial, "x_for_tell", x_for_tell.tolist())
         else:
             params = optimizer.ask()
-        study._storage.set_trial_system_attr(
-            trial._trial_id, self._attr_key_generation, optimizer.generation
-        )
+        _optuna.set_trial_system_attr(study, trial, self._attr_key_generation, optimizer.generation)
         return trans.untransform(params)
 
     def _restore_optimizer_of(self, history: _History) -> tuple[Any, Any]:
@@ -170,18 +172,20 @@ class HistoryCmaEsSampler(optuna.samplers.CmaEsSampler):
         origin: Any,
         optimizer: Any,
         solution_trials: list[FrozenTrial],
-        trans: _SearchSpaceTransform,
+        trans: SearchSpaceTransform,
+        search_space: dict[str, BaseDistribution],
         direction: StudyDirection,
     ) -> Any:
-        """``optimizer`` told the first generation's worth of ``solution_trials``, and the
-        system attributes that store it; the same optimizer told the same solutions again is
-        a copy of the one told before."""
+        """``optimizer`` told the first generation's worth of ``solution_trials`` (their
+        parameters through ``trans``, made for ``search_space``), and the system attributes
+        that store it; the same optimizer told the same solutions again is a copy of the one
+        told before."""
         chosen = solution_trials[: optimizer.population_size]
         key = (
             origin,
             optimizer.generation,
             tuple(t.number for t in chosen),
-            tuple(trans._search_space.items()),
+            tuple(search_space.items()),
             direction,
         )
         if self._told is None or self._told[0] != key:

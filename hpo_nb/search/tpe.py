@@ -21,19 +21,15 @@ from typing import Any
 import numpy as np
 from optuna.distributions import BaseDistribution
 from optuna.samplers import TPESampler
-from optuna.samplers._tpe import _truncnorm
-from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
-from optuna.samplers._tpe.probability_distributions import (
-    _BatchedCategoricalDistributions,
-    _MixtureOfProductDistribution,
-)
-from optuna.samplers._tpe.sampler import (
-    _get_infeasible_trial_score,
-    _get_pruned_trial_score,
-    default_gamma,
-)
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from hpo_nb import _optuna
+from hpo_nb._optuna import (
+    BatchedCategoricalDistributions,
+    MixtureOfProductDistribution,
+    ParzenEstimator,
+)
 
 __all__ = ["HistoryTPESampler"]
 
@@ -65,14 +61,14 @@ class _History:
             trial = all_trials[position]
             if not trial.state.is_finished():
                 self._unfinished.append(position)
-            elif trial.state in _USED and trial._trial_id not in self._ids:
+            elif trial.state in _USED and _optuna.trial_id(trial) not in self._ids:
                 self._add(study, trial)
                 added = True
         if added:
             self._splits = {}
 
     def _add(self, study: Study, trial: FrozenTrial) -> None:
-        step, pruned_value = _get_pruned_trial_score(trial, study)
+        step, pruned_value = _optuna.get_pruned_trial_score(trial, study)
         complete = trial.state == TrialState.COMPLETE
         row = {
             "number": trial.number,
@@ -80,7 +76,7 @@ class _History:
             "value": trial.value if complete and trial.value is not None else np.nan,
             "step": step,
             "pruned_value": pruned_value,
-            "infeasible": _get_infeasible_trial_score(trial),
+            "infeasible": _optuna.get_infeasible_trial_score(trial),
         }
         n = len(self.trials)
         if n == self._buffer.shape[1]:  # full: twice the room, so adding stays O(1) on average
@@ -88,7 +84,7 @@ class _History:
             grown[:, :n] = self._buffer
             self._buffer = grown
         self._buffer[:, n] = [row[k] for k in _ROWS]
-        self._ids.add(trial._trial_id)
+        self._ids.add(_optuna.trial_id(trial))
         self.trials.append(trial)
 
     def __len__(self) -> int:
@@ -189,13 +185,13 @@ class HistoryTPESampler(TPESampler):
         return self._sample_from(history, study, trial, search_space)
 
     def _own_path_skipped(self, study: Study) -> bool:
-        return study._is_multi_objective() or self._constraints_func is not None
+        return len(study.directions) > 1 or self._constraints_func is not None
 
     def _history(self, study: Study) -> _History:
         if "_histories" not in self.__dict__:  # TPESampler's own __init__ is kept as it is
             self._histories = {}
-        history = self._histories.setdefault(study._study_id, _History())
-        history.update(study, study._get_trials(deepcopy=False, use_cache=False))
+        history = self._histories.setdefault(_optuna.study_id(study), _History())
+        history.update(study, _optuna.all_trials(study, use_cache=False))
         return history
 
     def _sample_from(
@@ -209,13 +205,13 @@ class HistoryTPESampler(TPESampler):
         if self._constant_liar:
             running = [t for t in history.running() if t.number != trial.number]
         if self._gamma is None:
-            self._gamma = default_gamma
+            self._gamma = _optuna.default_gamma
         below, above = history.split(study.direction, self._gamma(len(history)))
         mpe_below = self._estimator(study, search_space, history, below, [])
         mpe_above = self._estimator(study, search_space, history, above, running)
         samples_below = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
         acq_func_vals = self._compute_acquisition_func(samples_below, mpe_below, mpe_above)
-        ret = TPESampler._compare(samples_below, acq_func_vals)
+        ret = self._compare(samples_below, acq_func_vals)
         for param_name, dist in search_space.items():
             ret[param_name] = dist.to_external_repr(ret[param_name])
         return ret
@@ -263,19 +259,19 @@ class HistoryTPESampler(TPESampler):
         if not complete_rows.all():
             columns = {n: c[complete_rows] for n, c in columns.items()}
         cls = self._parzen_estimator_cls
-        if cls is _ParzenEstimator:
+        if cls is ParzenEstimator:
             cls = _LeanParzenEstimator
         return cls(columns, search_space, self._parzen_estimator_parameters)
 
 
-class _LeanParzenEstimator(_ParzenEstimator):
+class _LeanParzenEstimator(ParzenEstimator):
     """Optuna's estimator, its densities worked out in fewer passes over memory."""
 
     def log_pdf(self, samples_dict: dict[str, np.ndarray]) -> np.ndarray:
         return _log_pdf(self._mixture_distribution, self._transform(samples_dict))
 
 
-def _log_pdf(mixture: _MixtureOfProductDistribution, x: np.ndarray) -> np.ndarray:
+def _log_pdf(mixture: MixtureOfProductDistribution, x: np.ndarray) -> np.ndarray:
     """``mixture.log_pdf(x)``, bit for bit, with fewer temporary arrays.
 
     The same operations in the same order on each element: per-component terms are computed
@@ -285,7 +281,7 @@ def _log_pdf(mixture: _MixtureOfProductDistribution, x: np.ndarray) -> np.ndarra
     continuous = []
     for i, d in enumerate(mixture.distributions):
         normaliser = None
-        if isinstance(d, _BatchedCategoricalDistributions):
+        if isinstance(d, BatchedCategoricalDistributions):
             term = np.log(d.weights)[:, x[:, i].astype(np.int64)].T
         elif d.step == 0.0:
             continuous.append(i)
@@ -325,8 +321,8 @@ def _discrete_log_mass(d: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         left, right = np.log(left), np.log(right)
     low, high = (left[:, np.newaxis] - mu) / sigma, (right[:, np.newaxis] - mu) / sigma
     distinct_low, distinct_high, inverse = _unique_pairs(low.ravel(), high.ravel())
-    mass = _truncnorm._log_gauss_mass(distinct_low, distinct_high)[inverse].reshape(low.shape)
-    within = _truncnorm._log_gauss_mass((d.adapted_low - mu) / sigma, (d.adapted_high - mu) / sigma)
+    mass = _optuna.log_gauss_mass(distinct_low, distinct_high)[inverse].reshape(low.shape)
+    within = _optuna.log_gauss_mass((d.adapted_low - mu) / sigma, (d.adapted_high - mu) / sigma)
     return np.take(mass[rows], columns, axis=1), within[columns]
 
 
@@ -347,7 +343,7 @@ def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 def _continuous_log_pdf(dists: list[Any], x: np.ndarray) -> np.ndarray:
     """Sum over these continuous dimensions of each candidate's truncated normal log density
-    under each component, as ``_truncnorm.logpdf`` computes it."""
+    under each component, as Optuna's ``_truncnorm.logpdf`` computes it."""
     x = np.column_stack([np.log(x[:, j]) if d.is_log else x[:, j] for j, d in enumerate(dists)])
     mu = np.asarray([d.mu for d in dists]).T
     sigma = np.asarray([d.sigma for d in dists]).T
@@ -356,14 +352,15 @@ def _continuous_log_pdf(dists: list[Any], x: np.ndarray) -> np.ndarray:
     a, b = (low - mu) / sigma, (high - mu) / sigma
     inside = np.all(sigma > 0) and np.all(a < b) and np.all((x >= low) & (x <= high))
     if not inside:  # rounding is monotonic: within bounds here means within them standardised
-        return _truncnorm.logpdf(x[:, np.newaxis, :], a=a, b=b, loc=mu, scale=sigma).sum(axis=-1)
+        logpdf = _optuna.truncnorm_logpdf(x[:, np.newaxis, :], a=a, b=b, loc=mu, scale=sigma)
+        return logpdf.sum(axis=-1)
     z = x[:, np.newaxis, :] - mu
     z /= sigma
     np.square(z, out=z)
     np.negative(z, out=z)
     z /= 2.0
-    z -= _truncnorm._norm_pdf_logC
-    z -= _truncnorm._log_gauss_mass(a, b)
+    z -= _optuna.NORM_PDF_LOGC
+    z -= _optuna.log_gauss_mass(a, b)
     z -= np.log(sigma)
     return z.sum(axis=-1)
 
