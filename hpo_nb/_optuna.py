@@ -167,6 +167,7 @@ _USED_ATTRS: dict[Any, tuple[str, ...]] = {
         "_init_optimizer",
         "_restore_optimizer",
         "_split_optimizer_str",
+        "_concat_optimizer_attrs",
         "_raise_error_if_multi_objective",
         "_attr_key_generation",
         "_attr_key_optimizer",

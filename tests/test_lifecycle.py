@@ -215,7 +215,9 @@ def test_resume_after_the_kernel_was_killed_accounts_exactly(tmp_path):
     ("cell", "message"),
     [
         ("%hpo_list --storage nosuch://x", "cannot open storage nosuch://x"),
-        ("%hpo_status nope", "no study 'nope' in sqlite:///hpo.db"),
+        ("%hpo_status nope", "no study 'nope' in sqlite:///hpo.db (studies there: other)"),
+        ("%hpo_list --storage typo.db", "no database at typo.db: check --storage"),
+        ("%hpo_status nope --storage typo.db", "no database at typo.db"),
         ("%hpo_stop", "no study is running in this kernel"),
         ("%hpo_stop nope", "no study 'nope'"),
         ("%hpo_resume nope", "no study 'nope'"),
@@ -258,5 +260,7 @@ def test_bad_options_of_every_magic_are_one_line(tmp_path, lifecycle_kernel, cel
 def lifecycle_kernel(tmp_path_factory):
     k = Kernel(str(tmp_path_factory.mktemp("magics")))
     k.ok("%load_ext hpo_nb\ndef f(trial):\n    return trial.suggest_float('x', 0, 1)")
+    # A database with another study: "nope" is looked for, and missing, in it.
+    k.ok("import optuna\noptuna.create_study(study_name='other', storage='sqlite:///hpo.db')")
     yield k
     k.shutdown()

@@ -47,6 +47,7 @@ LOCAL: dict[str, Any] = {
     "concurrency": 1,
     "trial_timeout": 60.0,
     "retries": 1,
+    "stop_after_failures": 7,
     "timeout": 600.0,
     "max_time": 900.0,
     "patience": 50,

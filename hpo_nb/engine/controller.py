@@ -118,6 +118,7 @@ class Controller:
         self.reaper = Reaper(self.books.event, self.books.log.append, self._post)
         self.desk = Desk(mirror, self._reply)
         self._submitted = False  # whether the run has submitted tasks yet
+        self._fail_streak: tuple[str, int] = ("", 0)  # the last failures' reason, in a row
         self._stop_reason: str | None = None
         self._end_state = RunState.STOPPED
         self._deadline: float | None = None
@@ -183,7 +184,10 @@ class Controller:
                     if not self.tasks and self._no_more_trials():
                         break
                     self._step(self._wait_time())
-                self._end(self._end_state if self._stop_reason else RunState.COMPLETED)
+                if self._stop_reason is None:
+                    self._end(RunState.COMPLETED)
+                else:
+                    self._end(self._end_state, self._stop_reason)
             except BaseException as e:  # the run must end in a stated state
                 self._end(RunState.FAILED, one_line(e))
             finally:
@@ -517,6 +521,8 @@ class Controller:
                 )
                 self.books.update(retried=self.books.progress.retried + 1)
         self.books.update(running=self.tasks.started())
+        failed = state == TrialState.FAIL
+        self._count_failures((attrs or {}).get(FAIL_REASON_KEY) if failed else None)
         self._check_early_stop()
 
     def _drop(self, key: str) -> None:
@@ -525,6 +531,18 @@ class Controller:
         if task.future is not None:
             task.future.release()
         self.inbox.forget(key)
+
+    def _count_failures(self, reason: str | None) -> None:
+        """End the run once ``stop_after_failures`` trials in a row fail for the same reason
+        (``reason`` None: a trial that did not fail)."""
+        last, count = self._fail_streak
+        count = count + 1 if reason is not None and reason == last else int(reason is not None)
+        self._fail_streak = (reason or "", count)
+        limit = self.options.stop_after_failures
+        if limit and count >= limit and self._stop_reason is None:
+            self._on_stop(
+                True, f"{count} trials in a row failed with: {reason}", end=RunState.FAILED
+            )
 
     def _check_early_stop(self) -> None:
         if self._stop_reason is not None:

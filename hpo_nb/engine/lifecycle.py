@@ -156,14 +156,16 @@ class StudyList(list[StudyInfo]):
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _storage(storage: str | None, name: str | None = None) -> tuple[RDBStorage, str]:
+def _storage(
+    storage: str | None, name: str | None = None, *, create: bool = False
+) -> tuple[RDBStorage, str]:
     """The storage to look in: ``storage``, else where this kernel last ran ``name``."""
     if storage is None and name is not None:
         known = find_run(name)
         if known is not None:
             storage = known.storage_url
     url = storage_url(storage)
-    return open_storage(url), url
+    return open_storage(url, create=create), url
 
 
 def _study_id(rdb: RDBStorage, name: str, url: str) -> int:
@@ -260,10 +262,10 @@ def stop(name: str, storage: str | None = None, *, now: bool = False) -> str:
 
 def recorded_config(name: str, storage: str | None = None) -> dict[str, Any]:
     """What study ``name`` was last run with ({} for a study hpo_nb did not run, or none)."""
-    rdb, _ = _storage(storage, name)
     try:
+        rdb, _ = _storage(storage, name)
         study_id = rdb.get_study_id_from_name(name)
-    except KeyError:
+    except (KeyError, HpoError):  # no such study, or no database: nothing recorded
         return {}
     return dict(rdb.get_study_system_attrs(study_id).get(CONFIG_KEY) or {})
 
@@ -410,8 +412,10 @@ def import_archive(path: str | Path, storage: str | None = None, study: str | No
     >>> hpo_nb.import_archive("quad.zip", "sqlite:///other.db", study="quad-copy")  # doctest: +SKIP
     'quad-copy'
     """
+    if study is not None and not study.strip():
+        raise HpoError("the study name is empty: give --study a name, or leave it out")
     archive = read_archive(path)
-    rdb, _ = _storage(storage)
+    rdb, _ = _storage(storage, create=True)
     name = study or archive.study_name
     restore_archive(archive, rdb, name)
     return name

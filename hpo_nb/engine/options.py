@@ -287,6 +287,16 @@ class RunOptions:
         panel="retries",
         minimum=0,
     )
+    stop_after_failures: int = _spec(
+        10,
+        help="end the run (state failed) once K trials in a row fail with the same error "
+        "(0: never)",
+        check=_count(0),
+        text_type=int,
+        metavar="K",
+        panel="stop after failures",
+        minimum=0,
+    )
     timeout: float | None = _spec(
         None,
         help="start no new trial after this many seconds",

@@ -16,6 +16,7 @@ from typing import Any
 import cloudpickle
 import optuna
 from distributed import Client
+from optuna.distributions import BaseDistribution
 from optuna.storages import RDBStorage
 
 from hpo_nb._errors import HpoError
@@ -29,11 +30,17 @@ from hpo_nb.engine.records import CONFIG_KEY, recover, retry_params
 from hpo_nb.execution.cluster import check as check_cluster
 from hpo_nb.execution.cluster import get_client
 from hpo_nb.execution.worker import PickledObjective
-from hpo_nb.io.storage import display_url, load_or_create_study, open_storage, storage_url
+from hpo_nb.io.storage import (
+    display_url,
+    load_or_create_study,
+    open_storage,
+    storage_url,
+    study_distributions,
+)
 from hpo_nb.search.algorithms import make_pruner, make_sampler
 from hpo_nb.search.context import Context
 from hpo_nb.search.objective import Objective, as_objective, parse_directions
-from hpo_nb.search.space import SearchSpace
+from hpo_nb.search.space import SearchSpace, check_configs
 
 __all__ = ["ObjectiveChangedWarning", "Run", "active_runs", "find_run", "run", "stop_all"]
 
@@ -148,15 +155,25 @@ class Run:
 
     @property
     def best_trial(self) -> optuna.trial.FrozenTrial:
-        return self.study.best_trial
+        """The best complete trial (one objective); a one-line error when there is none."""
+        try:
+            return self.study.best_trial
+        except ValueError:  # Optuna's "Record does not exist."
+            last = self.progress.last_failure
+            why = f" (last failure: {last})" if last else ""
+            raise HpoError(
+                f"study {self.study.study_name!r} has no complete trial yet{why}"
+            ) from None
 
     @property
     def best_value(self) -> float:
-        return self.study.best_value
+        value = self.best_trial.value
+        assert value is not None
+        return value
 
     @property
     def best_params(self) -> dict[str, Any]:
-        return self.study.best_params
+        return self.best_trial.params
 
     @property
     def best_trials(self) -> list[optuna.trial.FrozenTrial]:
@@ -236,6 +253,8 @@ def _start(base: Objective, options: RunOptions) -> Run:
                 "(handle.stop() or %hpo_stop) or wait for it"
             )
         rdb = open_storage(url)
+        if options.enqueue:  # checked before anything is written
+            check_configs(options.enqueue, _known_distributions(obj, options, rdb, name))
         optuna_study, _ = load_or_create_study(rdb, name, obj.directions, sampler, pruner)
         orphans = recover(optuna_study, rdb, settings.stale_grace)
         for config in options.enqueue:  # known-good configurations, once each
@@ -257,6 +276,23 @@ def _start(base: Objective, options: RunOptions) -> Run:
         _active[(url, name)] = handle
     handle._start()
     return handle
+
+
+def _known_distributions(
+    obj: Objective, options: RunOptions, rdb: RDBStorage, name: str
+) -> dict[str, list[BaseDistribution]]:
+    """Each parameter the objective declares or asks for literally, the edited ranges, and
+    those the study's trials used, with their distributions."""
+    known = study_distributions(rdb, name)
+    declared = [
+        obj.literal_distributions(),
+        obj.space.distributions() if obj.space is not None else {},
+        options.narrow.distributions() if options.narrow is not None else {},
+    ]
+    for distributions in declared:
+        for param, distribution in distributions.items():
+            known.setdefault(param, []).append(distribution)
+    return known
 
 
 def _connect(options: RunOptions) -> Client:

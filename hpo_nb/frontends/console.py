@@ -33,6 +33,7 @@ from hpo_nb.engine.rows import discovered, downsample, spec_of, trial_row
 from hpo_nb.engine.run import Run, run
 from hpo_nb.frontends.panel import Panel
 from hpo_nb.io.archive import load_trials
+from hpo_nb.io.plots import file_name
 from hpo_nb.io.storage import display_url, open_storage, storage_url
 from hpo_nb.search.algorithms import PRUNERS, SAMPLERS, main_options, make_pruner, make_sampler
 from hpo_nb.search.objective import Objective, as_objective
@@ -333,7 +334,7 @@ class Console:
         threading.Thread(target=self._restart, args=(incompatible, running), daemon=True).start()
 
     def _cmd_export(self, _message: dict[str, Any]) -> None:
-        folder = Path("hpo_plots") / self._name
+        folder = Path("hpo_plots") / file_name(self._name)  # a study's name is data
         self.panel.status = f"exporting the charts to {folder}/ ..."
 
         def export() -> None:

@@ -136,6 +136,7 @@ class Config(TypedDict):
     concurrency: int | None
     trial_timeout: float | None
     retries: int
+    stop_after_failures: int
     timeout: float | None
     max_time: float | None
     patience: int | None

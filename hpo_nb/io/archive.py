@@ -21,6 +21,12 @@ Optuna's tables, as stored (UTC datetimes, internal parameter values, distributi
 Optuna's ``get_all_trials`` takes about 17 s for 10,000 trials of 50 intermediate values, and
 ``add_trials`` some 60 queries and a commit per trial (90 s per 1,000). An import is one
 transaction: it is whole, or it leaves nothing.
+
+An import keeps only the system attributes that are plain data hpo_nb and Optuna read as such
+(:data:`KEPT_SYSTEM_ATTRS`): hpo_nb's own (``hpo_nb:*``), enqueued values (``fixed_params``),
+constraints, the grid sampler's, genetic samplers' generations (``*:generation``), and TPE's
+and GP's relative parameters. Others are dropped, above all Optuna's CMA-ES optimizer
+(``cma:optimizer:*``), which its sampler unpickles: an archive must not be able to run code.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from hpo_nb.io.storage import display_url
 
 __all__ = [
     "FORMAT",
+    "KEPT_SYSTEM_ATTRS",
     "VERSION",
     "Archive",
     "load_trials",
@@ -547,6 +554,26 @@ def _array(zf: zipfile.ZipFile, name: str, dtype: str) -> np.ndarray:
 
 
 # -- restoring ---------------------------------------------------------------------------------
+KEPT_SYSTEM_ATTRS = (
+    "hpo_nb:",
+    "fixed_params",
+    "constraints",
+    "grid_id",
+    "search_space",
+    "tpe:relative_params",
+    "gp:relative_params",
+)
+
+
+def _kept(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The system attributes an import keeps (see the module's docstring)."""
+    return {
+        k: v
+        for k, v in attrs.items()
+        if k.startswith(KEPT_SYSTEM_ATTRS) or k.endswith(":generation")
+    }
+
+
 def restore_archive(archive: Archive, rdb: RDBStorage, name: str | None = None) -> int:
     """Create study ``name`` (default: the archived name) in ``rdb`` with every trial of
     ``archive``: the same numbers, states, values, datetimes, parameters, attributes and
@@ -594,7 +621,7 @@ def _insert(conn: sqlalchemy.Connection, archive: Archive, study_id: int) -> Non
         ],
     )
     insert("study_user_attributes", _attr_rows("study_id", study_id, archive.user_attrs))
-    insert("study_system_attributes", _attr_rows("study_id", study_id, archive.system_attrs))
+    insert("study_system_attributes", _attr_rows("study_id", study_id, _kept(archive.system_attrs)))
     insert(
         "trials",
         [
@@ -635,7 +662,7 @@ def _insert(conn: sqlalchemy.Connection, archive: Archive, study_id: int) -> Non
                 {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
             )
         user_attrs += _attr_rows("trial_id", trial_id, r["user_attrs"])
-        system_attrs += _attr_rows("trial_id", trial_id, r["system_attrs"])
+        system_attrs += _attr_rows("trial_id", trial_id, _kept(r["system_attrs"]))
     insert("trial_params", params)
     insert("trial_values", values)
     insert("trial_user_attributes", user_attrs)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -26,7 +27,7 @@ from hpo_nb._errors import HpoError
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["FORMATS", "export_plots", "figures"]
+__all__ = ["FORMATS", "export_plots", "figures", "file_name"]
 
 FORMATS = ("png", "svg", "html")
 _IMAGES = ("png", "svg")
@@ -250,3 +251,14 @@ def _matplotlib(study: optuna.Study, charts: list[_Chart], formats: list[str], o
                     figure.savefig(out / f"{chart.name}.{fmt}", format=fmt, bbox_inches="tight")
             finally:
                 plt.close(figure)
+
+
+def file_name(name: str) -> str:
+    """``name`` (a study's: data, not a path) as one safe file or folder name: letters,
+    digits, ``.``, ``_`` and ``-`` only, no leading dot, never empty.
+
+    >>> file_name("../../etc"), file_name("/abs/path"), file_name("lr sweep #2")
+    ('etc', 'abs_path', 'lr_sweep_2')
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")
+    return safe[:120] or "study"

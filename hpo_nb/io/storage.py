@@ -7,6 +7,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy
+from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.storages import RDBStorage
 
 from hpo_nb import _optuna
@@ -29,7 +30,9 @@ _DRIVER_PACKAGES = {
 
 def storage_url(storage: str | None) -> str:
     """The URL for ``storage``: the default when ``None``, ``sqlite:///PATH`` for a bare path."""
-    url = storage or settings.storage
+    url = settings.storage if storage is None else storage
+    if not url.strip():
+        raise HpoError("the storage is empty: give a database URL or a SQLite file path")
     if "://" not in url:
         url = f"sqlite:///{url}"
     return url
@@ -52,16 +55,21 @@ def _sqlite_tuning(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def open_storage(storage: str | None = None) -> RDBStorage:
-    """Open (and create if needed) the storage at ``storage``; errors are one line."""
+def open_storage(storage: str | None = None, *, create: bool = True) -> RDBStorage:
+    """Open the storage at ``storage``; a SQLite file that is not there is created, unless
+    ``create`` is False (commands that only read never leave an empty database behind).
+    Errors are one line."""
     url = storage_url(storage)
     shown = display_url(url)
     is_sqlite = url.startswith("sqlite")
     if is_sqlite:
         path = url.split(":///", 1)[-1]
-        folder = os.path.dirname(os.path.abspath(path)) if path and path != ":memory:" else ""
+        in_memory = not path or path == ":memory:"
+        folder = os.path.dirname(os.path.abspath(path)) if not in_memory else ""
         if folder and not os.path.isdir(folder):
             raise HpoError(f"cannot open storage {shown}: folder {folder} does not exist")
+        if not create and not in_memory and not os.path.isfile(path):
+            raise HpoError(f"no database at {path}: check --storage (nothing was created)")
     engine_kwargs: dict[str, Any] = (
         {"connect_args": {"timeout": settings.sqlite_timeout}} if is_sqlite else {}
     )
@@ -120,3 +128,23 @@ def load_or_create_study(
             f"declares {' '.join(directions)}: pass --study NEW_NAME to start another study"
         )
     return study, False
+
+
+_PARAMS_SQL = sqlalchemy.text(
+    "SELECT DISTINCT p.param_name, p.distribution_json FROM trial_params p "
+    "JOIN trials t ON p.trial_id = t.trial_id WHERE t.study_id = :study_id"
+)
+
+
+def study_distributions(rdb: RDBStorage, name: str) -> dict[str, list[BaseDistribution]]:
+    """Each parameter study ``name``'s trials used, with every distribution it had ({} for a
+    study that does not exist)."""
+    try:
+        study_id = rdb.get_study_id_from_name(name)
+    except KeyError:
+        return {}
+    found: dict[str, list[BaseDistribution]] = {}
+    with rdb.engine.connect() as conn:
+        for param, text in conn.execute(_PARAMS_SQL, {"study_id": study_id}):
+            found.setdefault(param, []).append(json_to_distribution(text))
+    return found

@@ -203,6 +203,33 @@ def _check_names(kind: str, name: str, options: Mapping[str, Any], valid: list[s
             raise HpoError(f"unknown option {key!r} for {kind} {name}: valid options are {listed}")
 
 
+def _check_types(kind: str, name: str, options: Mapping[str, Any], classes: list[Any]) -> None:
+    """An option whose default is a bool, an int, a float or a string takes a value of that
+    type (an int where a float is the default): a wrong one fails here, in one line, rather
+    than at the study's first suggestion."""
+    defaults: dict[str, Any] = {}
+    for cls in classes:
+        if cls is None:
+            continue
+        for option, param in inspect.signature(cls).parameters.items():
+            if param.default is not inspect.Parameter.empty:
+                defaults.setdefault(option, param.default)
+    for option, value in options.items():
+        default = defaults.get(option)
+        if default is None or value is None:
+            continue
+        # A string default may be a sentinel ("auto") beside numbers: only numbers and
+        # switches are checked.
+        if type(default) not in (bool, int, float):
+            continue
+        expected = (float, int) if type(default) is float else (type(default),)
+        if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+            raise HpoError(
+                f"{kind} {name}: option {option} must be of type {type(default).__name__}, "
+                f"like its default {default!r}, got {value!r}"
+            )
+
+
 def _sampler_options(name: str) -> list[str]:
     cls = SAMPLERS[name][1]
     params = list(inspect.signature(cls).parameters) if cls is not None else []
@@ -221,6 +248,7 @@ def make_sampler(
         raise HpoError(f"unknown sampler {name!r}: choose from {', '.join(SAMPLERS)}")
     options = dict(options or {})
     _check_names("sampler", name, options, _sampler_options(name))
+    _check_types("sampler", name, options, [SAMPLERS[name][1]])
     factory = SAMPLERS[name][0]
     try:
         with warnings.catch_warnings():
@@ -241,6 +269,7 @@ def make_pruner(name: str, options: Mapping[str, Any] | None = None) -> optuna.p
     options = dict(options or {})
     valid = _PRUNER_OPTIONS.get(name) or list(inspect.signature(factory).parameters)
     _check_names("pruner", name, options, valid)
+    _check_types("pruner", name, options, [factory, optuna.pruners.MedianPruner])
     if name == "threshold" and options.get("lower") is None and options.get("upper") is None:
         raise HpoError("pruner threshold needs --pruner-opt lower=X and/or upper=Y")
     try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import copy
 import dataclasses
+import hashlib
 import pickle
 from typing import Any
 
@@ -35,6 +36,9 @@ from hpo_nb._optuna import SearchSpaceTransform
 __all__ = ["HistoryCmaEsSampler", "fresh_copy"]
 
 _IMMUTABLE = (int, float, bool, str, type(None), np.generic)
+# The digests of the optimizers this process pickled: only those are unpickled again. A pickle
+# read from a storage (or an imported archive) that someone else wrote could run any code.
+_WRITTEN: set[str] = set()
 _logger = optuna.logging.get_logger(optuna.samplers.CmaEsSampler.__module__)  # Optuna's own
 
 
@@ -157,6 +161,21 @@ class HistoryCmaEsSampler(optuna.samplers.CmaEsSampler):
         _optuna.set_trial_system_attr(study, trial, self._attr_key_generation, optimizer.generation)
         return trans.untransform(params)
 
+    def _restore_optimizer(self, completed_trials: list[FrozenTrial]) -> Any:
+        """Optuna's restore, for an optimizer this process stored only (see ``_WRITTEN``);
+        otherwise none, and CMA-ES starts afresh from the study's trials."""
+        for trial in reversed(completed_trials):
+            prefix = self._attr_key_optimizer
+            parts = {k: v for k, v in trial.system_attrs.items() if k.startswith(prefix)}
+            if not parts:
+                continue
+            stored = self._concat_optimizer_attrs(parts)
+            if hashlib.sha256(stored.encode()).hexdigest() not in _WRITTEN:
+                _logger.info("a stored CMA-ES optimizer not written by this process is ignored")
+                return None
+            return pickle.loads(bytes.fromhex(stored))
+        return None
+
     def _restore_optimizer_of(self, history: _History) -> tuple[Any, Any]:
         """(where it comes from, a copy of the optimizer the latest complete trial stored),
         or (its study, None) if none has stored one yet."""
@@ -164,7 +183,9 @@ class HistoryCmaEsSampler(optuna.samplers.CmaEsSampler):
             return (id(history), None), None
         origin = (id(history), history.source.number)
         if self._restored is None or self._restored[0] != origin:
-            self._restored = (origin, super()._restore_optimizer([history.source]))
+            self._restored = (origin, self._restore_optimizer([history.source]))
+        if self._restored[1] is None:  # stored by someone else: not trusted
+            return (id(history), None), None
         return origin, fresh_copy(self._restored[1], self.copies_rng)
 
     def _tell(
@@ -199,7 +220,9 @@ class HistoryCmaEsSampler(optuna.samplers.CmaEsSampler):
                 y = t.value if direction == StudyDirection.MINIMIZE else -t.value
                 solutions.append((x, y))
             optimizer.tell(solutions)
-            attrs = self._split_optimizer_str(pickle.dumps(optimizer).hex())
+            written = pickle.dumps(optimizer).hex()
+            _WRITTEN.add(hashlib.sha256(written.encode()).hexdigest())
+            attrs = self._split_optimizer_str(written)
             self._told = (key, optimizer, attrs)
         return fresh_copy(self._told[1], self.copies_rng)
 

@@ -22,7 +22,7 @@ import functools
 import math
 import re
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from optuna.distributions import (
@@ -32,9 +32,10 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from hpo_nb import _optuna
 from hpo_nb._errors import HpoError
 
-__all__ = ["Param", "SearchSpace"]
+__all__ = ["Param", "SearchSpace", "check_configs"]
 
 KINDS = ("float", "int", "categorical")
 _KEYS = {
@@ -406,3 +407,40 @@ def _yaml_loader() -> type:
     pattern = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", pattern, list("-+0123456789."))
     return Loader
+
+
+def check_configs(
+    configs: Sequence[Mapping[str, Any]], known: Mapping[str, Sequence[BaseDistribution]]
+) -> None:
+    """One-line errors for configurations to enqueue that name a parameter none of ``known``
+    (name -> the distributions it was declared or asked with) has, or give a value outside
+    every distribution of its parameter. Nothing to check against: nothing is refused."""
+    if not known:
+        return
+    for config in configs:
+        for name, value in config.items():
+            distributions = known.get(name)
+            if not distributions:
+                raise HpoError(
+                    f"--enqueue names parameter {name!r}, which the objective does not have "
+                    f"(its parameters: {', '.join(sorted(known))})"
+                )
+            if not any(_fits(d, value) for d in distributions):
+                raise HpoError(
+                    f"--enqueue gives {name}={value!r}, outside its space "
+                    f"({_describe(distributions[-1])})"
+                )
+
+
+def _fits(distribution: BaseDistribution, value: Any) -> bool:
+    try:
+        return _optuna.contains(distribution, distribution.to_internal_repr(value))
+    except (ValueError, TypeError):
+        return False
+
+
+def _describe(distribution: BaseDistribution) -> str:
+    if isinstance(distribution, CategoricalDistribution):
+        return "one of " + ", ".join(repr(c) for c in distribution.choices)
+    low, high = distribution.low, distribution.high  # type: ignore[attr-defined]
+    return f"from {low} to {high}"

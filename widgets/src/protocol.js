@@ -131,6 +131,7 @@ export const MAX_ROWS = 6000;
  * @property {number | null} concurrency
  * @property {number | null} trial_timeout
  * @property {number} retries
+ * @property {number} stop_after_failures
  * @property {number | null} timeout
  * @property {number | null} max_time
  * @property {number | null} patience
