@@ -113,7 +113,7 @@ def run_gpu_study(hpo_nb: Any, db: str, namespace: dict[str, Any]) -> dict[str, 
     objective = hpo_nb.objective_from_cell("gpu", USES_THE_GPU, namespace)
     seen: list[dict[str, Any]] = []
     run = hpo_nb.run(objective, n_trials=16, storage=db, sampler="random")
-    run._controller.subscribe(lambda p: seen.extend(p.resources))
+    run.subscribe(lambda p: seen.extend(p.resources))
     run.wait(120)
     rows = trial_rows(run.study)
     return {
@@ -137,7 +137,7 @@ def run_leaky_study(hpo_nb: Any, db: str, namespace: dict[str, Any]) -> dict[str
 
     started = time.time()
     run = hpo_nb.run(objective, n_trials=1000, storage=db, sampler="random", trial_timeout=2)
-    run._controller.subscribe(watch)
+    run.subscribe(watch)
     # timeout 2 s + grace 1 s + restart + 15 s for the memory to come back, then retired
     deadline = time.monotonic() + 90
     while not retired_at and not run.done and time.monotonic() < deadline:

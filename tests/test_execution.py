@@ -150,7 +150,7 @@ def test_monitoring_reports_each_worker_without_nvml(db):
         2, timeout=60
     )  # after restarts above
     run = hpo_nb.run(stamped, n_trials=16, storage=db, workers=2)
-    run._controller.subscribe(lambda p: seen.extend(p.resources))
+    run.subscribe(lambda p: seen.extend(p.resources))
     run.wait(60)
     assert seen
     workers = {r["worker"] for r in seen}
@@ -168,7 +168,7 @@ def test_monitoring_reports_each_worker_without_nvml(db):
         ({"retries": -1}, "retries must be an integer >= 0"),
         ({"cluster": "cuda"}, "--cluster cuda needs an NVIDIA GPU"),
         ({"cluster": "tcp://127.0.0.1:1"}, "cannot connect to the dask scheduler"),
-        ({"cluster": "tcp://127.0.0.1:1", "workers": 2}, "workers sizes the local CPU"),
+        ({"cluster": "tcp://127.0.0.1:1", "workers": 2}, "--workers sizes the local CPU"),
     ],
 )
 def test_execution_options_are_checked(kwargs, message, db):

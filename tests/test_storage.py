@@ -156,7 +156,7 @@ def test_storage_errors_are_one_line(url, message):
 
 
 def test_the_mirrors_plain_sql_writes_read_back_as_optunas_own(any_db):
-    """hpo_nb writes a running study's rows with SQLAlchemy Core (hpo_nb/_writes.py); Optuna
+    """hpo_nb writes a running study's rows with SQLAlchemy Core (hpo_nb/engine/writes.py); Optuna
     must read them exactly as if its own RDBStorage had written them."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 

@@ -92,13 +92,14 @@ class Bookkeeping:
         values: list[float] | None,
         attrs: dict[str, str] | None,
         cancelled: bool,
+        running: int,
     ) -> None:
-        """Store trial ``t``'s end, and count it."""
+        """Store trial ``t``'s end, and count it (``running``: the trials still running)."""
         frozen = self._mirror.finish(t, state, values, attrs)
         reason = (attrs or {}).get(FAIL_REASON_KEY, "")
         row = trial_row(frozen, t.number)
         self.rows.append({**row, "w": task.worker, "g": task.gpu, "r": reason})
-        p, changes = self.progress, dict[str, Any]()
+        p, changes = self.progress, dict[str, Any](running=running)
         self.since_improvement += 1
         if state == TrialState.COMPLETE:
             changes["complete"] = p.complete + 1

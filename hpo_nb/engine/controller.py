@@ -67,7 +67,7 @@ from hpo_nb.execution.worker import PickledObjective
 
 __all__ = ["FAIL_REASON_KEY", "TRACEBACK_KEY", "Controller"]
 
-_GONE = "the run no longer wants this trial"
+_GONE = Cancel("the run no longer wants this trial")  # to a task the run has given up
 
 
 class Controller:
@@ -115,7 +115,7 @@ class Controller:
             retries=options.retries,
         )
         self.inbox = Inbox(self.tasks, self._handle, self._unknown)
-        self.reaper = Reaper(self.books.event, self.books.log.append, self._post)
+        self.reaper = Reaper(self.books.event, self.books.log.append, self._post, self.link)
         self.desk = Desk(mirror, self._reply)
         self._submitted = False  # whether the run has submitted tasks yet
         self._fail_streak: tuple[str, int] = ("", 0)  # the last failures' reason, in a row
@@ -204,8 +204,7 @@ class Controller:
             return
         books.update(note="connecting to the dask cluster")
         books.publish(force=True)
-        client = self.reaper.client = self._connect(self.options)
-        self.link.open(client, self._delivered)
+        self.link.open(self._connect(self.options), self._delivered)
         self._last_stop_check = time.time()  # stop requests older than this run do not count
         books.set_state(RunState.RUNNING, note="")
         books.write_record()
@@ -336,7 +335,7 @@ class Controller:
         successor = None if self._stop_reason else self.supply.successor(task.worker)
         self._reply(request, GiveTrial(sent.ticket, sent.id))
         if successor is not None:  # in the same event
-            self.supply.sent[task.key] = successor
+            self.supply.send(task.key, successor)
             self._reply(request, TrialAhead(successor.ticket, successor.id))
 
     def _start_next(self, task: Task, trial_id: int) -> None:
@@ -400,7 +399,7 @@ class Controller:
             elif isinstance(body, Finish):
                 self._reply(envelope, NoTrial())
             elif envelope.wants_answer:  # a trial this run gave up (see _on_start)
-                self._reply(envelope, _cancel())
+                self._reply(envelope, _GONE)
             return
         assert isinstance(body, TrialMessage)
         try:
@@ -460,7 +459,7 @@ class Controller:
         if isinstance(envelope.body, Finish):  # a cancelled trial left its worker by itself
             self.reaper.ended(envelope.attempt)
         if envelope.wants_answer:  # tell it to stop
-            self._reply(envelope, _cancel())
+            self._reply(envelope, _GONE)
 
     def _on_future_done(self, future: Future) -> None:
         task = self.tasks.get(str(future.key))
@@ -510,7 +509,7 @@ class Controller:
         self.inbox.caught_up(task.key)
         if not keep:
             self._drop(task.key)
-        self.books.record(task, trial, state, values, attrs, cancelled)
+        self.books.record(task, trial, state, values, attrs, cancelled, self.tasks.started())
         # A failure runs again, a timed-out trial's too; trials a stop cancels do not.
         if state == TrialState.FAIL and self._stop_reason is None:
             attempt = self.supply.retry(retry, task.worker, trial)
@@ -520,7 +519,6 @@ class Controller:
                     f"{self.options.retries})"
                 )
                 self.books.update(retried=self.books.progress.retried + 1)
-        self.books.update(running=self.tasks.started())
         failed = state == TrialState.FAIL
         self._count_failures((attrs or {}).get(FAIL_REASON_KEY) if failed else None)
         self._check_early_stop()
@@ -586,14 +584,13 @@ class Controller:
         """Cancel tasks: a queued one (no trial yet) is dropped; a running trial is FAIL with
         ``reason`` at once, and its worker process is restarted if the trial has not stopped
         by itself within ``grace`` seconds (a cancelled dask task keeps running)."""
-        futures = [task.future for task in doomed if task.future is not None]
-        self.link.cancel(futures, [], reason)
+        self.link.cancel_tasks([task.future for task in doomed if task.future is not None])
         for task in doomed:
             if task.idle:
                 self._drop(task.key)
                 continue
             attempts = self.inbox.attempts(task.key)
-            self.link.cancel([], attempts, reason)
+            self.link.cancel_attempts(attempts, reason)
             self.reaper.doom(task, attempts, grace)
             self._fail(task, reason, cancelled=True)
 
@@ -677,7 +674,3 @@ class Controller:
         if isinstance(request, dict) and float(request.get("time", 0)) >= checked - 1.0:
             now = bool(request.get("now"))
             self._on_stop(not now, f"stopped by %hpo_stop from {request['by']}")
-
-
-def _cancel() -> Cancel:
-    return Cancel(_GONE)

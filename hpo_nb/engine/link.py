@@ -77,10 +77,13 @@ class Link:
         assert self._channel is not None
         self._channel.tell(attempt, answer)  # no one waits for it: no pause to send it
 
-    def cancel(self, futures: list[Future], attempts: list[str], reason: str) -> None:
-        """Cancel these tasks in dask, and tell their waiting requests why."""
+    def cancel_tasks(self, futures: list[Future]) -> None:
+        """Cancel these tasks in dask (a running one keeps running: see Reaper)."""
         if self.client is not None and futures:
             self.client.cancel(futures)
+
+    def cancel_attempts(self, attempts: list[str], reason: str) -> None:
+        """Tell the waiting requests of these attempts, if any, that their trial is given up."""
         if self._channel is not None and attempts:
             self._channel.cancel(attempts, reason)
 

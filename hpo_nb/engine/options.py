@@ -377,10 +377,7 @@ class RunOptions:
                 object.__setattr__(self, field.name, spec.check(field.name, value))
         if self.direction is not None and self.directions:
             raise HpoError("give either direction or directions, not both")
-        if self.workers is not None and self.cluster not in (None, "auto", "local"):
-            raise HpoError("workers sizes the local CPU cluster; other clusters keep their workers")
-        if self.gpus is not None and self.cluster not in (None, "auto", "cuda"):
-            raise HpoError("gpus picks the GPUs of a cuda cluster: use --cluster cuda (or auto)")
+        # Which cluster takes workers or gpus depends on the machine: see cluster.check.
         if self.patience is not None and self.directions and len(self.directions) > 1:
             raise HpoError("patience needs a single objective (the best value must be one number)")
 

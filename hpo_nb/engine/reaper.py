@@ -9,9 +9,8 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 
-from distributed import Client
-
 from hpo_nb._errors import one_line
+from hpo_nb.engine.link import Link
 from hpo_nb.engine.tasks import Task
 from hpo_nb.execution.gpu import memory_released
 
@@ -26,12 +25,13 @@ class Reaper:
         event: Callable[[str], None],
         log: Callable[[str], None],
         post: Callable[..., None],
+        link: Link,
     ) -> None:
         self._event = event  # a notable moment, for the views
         self._log = log  # a warning, kept out of the cells
         self._post = post  # run a function on the loop's thread
         self._doomed: dict[str, tuple[float, Task]] = {}  # attempt -> (deadline, its task)
-        self.client: Client | None = None
+        self._link = link  # the run's client (once connected)
 
     def __bool__(self) -> bool:
         return bool(self._doomed)
@@ -67,7 +67,7 @@ class Reaper:
     def _restart(self, task: Task) -> None:
         """End a worker's process without blocking the loop; on a GPU, check that the
         process's memory came back, else take that GPU out of rotation."""
-        client, worker = self.client, task.worker
+        client, worker = self._link.client, task.worker
         if client is None or worker is None:
             return
         name = (client.scheduler_info().get("workers", {}).get(worker) or {}).get("name", worker)
@@ -100,8 +100,8 @@ class Reaper:
     def _retire(self, name: str, gpu: str) -> None:
         """A GPU whose memory did not come back gets no more trials."""
         self._event(f"GPU {gpu} taken out of rotation: the killed trial's memory did not come back")
-        if self.client is not None:
+        if self._link.client is not None:
             try:
-                self.client.retire_workers(names=[name], close_workers=True)
+                self._link.client.retire_workers(names=[name], close_workers=True)
             except Exception as e:
                 self._log(f"warning: could not retire worker {name}: {one_line(e)}")

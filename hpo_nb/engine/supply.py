@@ -216,6 +216,10 @@ class Supply:
             nxt.revoked = True
         return taken
 
+    def send(self, key: str, nxt: Next) -> None:
+        """``nxt`` goes to task ``key`` ahead of its asking."""
+        self.sent[key] = nxt
+
     def take_sent(self, key: str) -> Next | None:
         """The trial sent ahead to task ``key``, no longer held for it."""
         return self.sent.pop(key, None)

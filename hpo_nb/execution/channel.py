@@ -157,7 +157,7 @@ class WorkerChannel:
         task = self._worker.state.tasks.get(self.key)
         return task is None or task.state in ("cancelled", "released", "forgotten")
 
-    def envelope(self, body: TaskMessage, wants_answer: bool = False) -> Envelope:
+    def _envelope(self, body: TaskMessage, wants_answer: bool) -> Envelope:
         """``body`` in this task's next envelope (not sent)."""
         self.seq += 1
         return Envelope(self.key, self.attempt, self.seq, wants_answer, body)
@@ -169,7 +169,7 @@ class WorkerChannel:
         if wants_answer:
             self.listen()
         with self._lock:
-            envelope = self.envelope(body, wants_answer)
+            envelope = self._envelope(body, wants_answer)
             self._worker.log_event(self.topic, encode(envelope))
         return envelope
 

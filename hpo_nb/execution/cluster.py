@@ -45,7 +45,7 @@ _COMMON = {
     "threads_per_worker": 1,
     "host": "127.0.0.1",
     "silence_logs": logging.ERROR,
-    # Our workers leave the kernel's process group and ignore SIGINT (see _worker_setup).
+    # Our workers leave the kernel's process group and ignore SIGINT (see worker_setup.py).
     "preload": ["hpo_nb.execution.worker_setup"],
     # A dead worker fails its trial instead of re-running it elsewhere: the controller decides
     # about retries, and the trial's record stays truthful.
@@ -118,10 +118,13 @@ def check(cluster: str | None, workers: int | None, gpus: str | None) -> str:
         raise HpoError(
             "a cuda cluster has one worker per GPU: choose them with --gpus, not --workers"
         )
+    if kind != "local" and workers is not None:
+        raise HpoError("--workers sizes the local CPU cluster; other clusters keep their workers")
     if gpus is not None and kind != "cuda":
+        why = "NVML found no GPU" if cluster in (None, "auto") else f"--cluster {cluster}"
         raise HpoError(
             f"--gpus {gpus} picks the GPUs of a cuda cluster, but this one is {kind} "
-            "(NVML found no GPU): leave --gpus out to run on CPU workers"
+            f"({why}): leave --gpus out"
         )
     if kind == "cuda" and gpu_count() == 0:
         raise HpoError("--cluster cuda needs an NVIDIA GPU and its driver; NVML found none")

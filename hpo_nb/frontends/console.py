@@ -3,8 +3,8 @@
 A :class:`Console` feeds a :class:`~hpo_nb.frontends.panel.Panel` from the study's storage and
 from its run (new finished trials only, at the run's throttled pace), keeps the top trials and the
 parameter importances, and turns the panel's commands into calls of :func:`hpo_nb.run` and
-:class:`hpo_nb.Run`. Starting, stopping and branching studies stay in ``_run`` and
-``_lifecycle``; the console only asks.
+:class:`hpo_nb.Run`. Starting, stopping and branching studies stay in ``engine.run`` and
+``engine.lifecycle``; the console only asks.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from hpo_nb import _optuna
 from hpo_nb._errors import HpoError
-from hpo_nb.engine import lifecycle as lifecycle
+from hpo_nb.engine import lifecycle
 from hpo_nb.engine.options import RunOptions, panel_fields
 from hpo_nb.engine.progress import Progress
 from hpo_nb.engine.quiet import quiet
@@ -36,7 +36,7 @@ from hpo_nb.io.archive import load_trials
 from hpo_nb.io.plots import file_name
 from hpo_nb.io.storage import display_url, open_storage, storage_url
 from hpo_nb.search.algorithms import PRUNERS, SAMPLERS, main_options, make_pruner, make_sampler
-from hpo_nb.search.objective import Objective, as_objective
+from hpo_nb.search.objective import Objective, as_objective, parse_directions
 from hpo_nb.search.space import SearchSpace
 
 __all__ = ["Console", "panel", "show"]
@@ -61,8 +61,11 @@ class Console:
         handle: Run | None = None,
     ) -> None:
         given = handle.options if handle is not None else options or RunOptions()
-        self._objective = objective if handle is None else handle.objective
-        objective = self._objective
+        objective = objective if handle is None else handle.objective
+        if objective is not None and (given.direction or given.directions):
+            declared = parse_directions(given.direction, given.directions)
+            objective = as_objective(objective, declared)  # the panel shows them from the start
+        self._objective = objective
         self._name = study
         self._url = handle.storage_url if handle is not None else storage_url(given.storage)
         self._lock = threading.RLock()

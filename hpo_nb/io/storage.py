@@ -76,7 +76,7 @@ def open_storage(storage: str | None = None, *, create: bool = True) -> RDBStora
     _optuna.parse_migrations_once()  # 80-200 ms saved per storage opened
     try:
         # No heartbeat_interval here: Optuna would then warn on every ask. The controller
-        # records heartbeats itself, and _records.recover() turns detection on for its check.
+        # records heartbeats itself, and records.recover() turns detection on for its check.
         rdb = RDBStorage(url, engine_kwargs=engine_kwargs)
     except ImportError as e:
         module = getattr(e.__cause__, "name", None) or ""

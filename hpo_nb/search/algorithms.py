@@ -90,7 +90,7 @@ _Factory = Callable[[int | None, dict[str, Any], Context], optuna.samplers.BaseS
 SAMPLERS: dict[str, tuple[_Factory, Any]] = {
     "auto": (_auto, None),
     # Optuna 5's TPE defaults: multivariate (single objective) and constant liar.
-    # Optuna's TPE reading only the trials finished since its last suggestion (hpo_nb/_tpe.py).
+    # Optuna's TPE reading only the trials finished since its last suggestion (search/tpe.py).
     "tpe": (_simple(HistoryTPESampler), optuna.samplers.TPESampler),
     "gp": (_gp, optuna.samplers.GPSampler),
     "cmaes": (_cmaes, optuna.samplers.CmaEsSampler),
