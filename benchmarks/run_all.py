@@ -22,10 +22,12 @@ sys.path.insert(0, str(HERE))
 import bench_concurrency  # noqa: E402
 import bench_gpu  # noqa: E402
 import bench_load  # noqa: E402
+import bench_outage  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_panel  # noqa: E402
 import bench_prune  # noqa: E402
 import bench_search  # noqa: E402
+import bench_soak  # noqa: E402
 import bench_storage  # noqa: E402
 import bench_suggest  # noqa: E402
 import bench_throughput  # noqa: E402
@@ -40,7 +42,9 @@ BENCHMARKS = [
     bench_panel,
     bench_storage,
     bench_load,
+    bench_outage,
     bench_search,
+    bench_soak,
 ]
 
 
@@ -78,8 +82,13 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(args.only or ()) - set(names))
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}: choose from {', '.join(names)}")
-    old = Path(args.out).read_text() if args.only and args.out != "-" else ""
+    existing = Path(args.out).read_text() if args.out != "-" and Path(args.out).exists() else ""
+    old = existing if args.only else ""
     sections = [header()]
+    # Written by hand (what the test suites held, issue by issue): kept by every run.
+    manual = re.search("<!-- summary -->.*?<!-- /summary -->\n", existing, re.S)
+    if manual:
+        sections.append(manual.group(0))
     for bench in BENCHMARKS:
         name = bench.__name__
         kept = re.search(f"<!-- {name} -->.*?<!-- /{name} -->\n", old, re.S)

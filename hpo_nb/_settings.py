@@ -34,6 +34,9 @@ class Settings:
     """Seconds without a heartbeat after which another session may fail a RUNNING trial."""
     sqlite_timeout: float = 60.0
     """Seconds SQLite waits on a lock held by another process before giving up."""
+    storage_patience: float = 60.0
+    """Seconds a run keeps retrying a storage that does not answer (writes wait in memory)
+    before it fails; its writes are still written once the storage is back."""
     kill_grace: float = 3.0
     """Seconds a stopped trial may take to stop by itself before its worker is restarted."""
     timeout_grace: float = 1.0

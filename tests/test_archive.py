@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import sqlite3
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -450,3 +451,153 @@ def test_a_mirror_holds_the_study_as_optuna_would(db):
             assert fields(held[0]) == fields(reference.trials[0])
         finally:
             mirror.close()
+
+
+# -- archives that would take the kernel's memory ----------------------------------------------
+def small_header(**changes) -> bytes:
+    """The ``archive.json`` of an empty study (no trials, no intermediate values)."""
+    header = {
+        "format": archive_module.FORMAT,
+        "version": archive_module.VERSION,
+        "study": {"name": "s", "directions": ["MINIMIZE"], "user_attrs": {}, "system_attrs": {}},
+        "distributions": [],
+        "n_trials": 0,
+        "n_intermediate_values": 0,
+    }
+    return json.dumps({**header, **changes}).encode()
+
+
+def npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def empty_members() -> dict[str, bytes]:
+    return {
+        "archive.json": small_header(),
+        "trials.jsonl": b"",
+        "intermediate_trial.npy": npy_bytes(np.zeros(0, "<i8")),
+        "intermediate_step.npy": npy_bytes(np.zeros(0, "<i8")),
+        "intermediate_value.npy": npy_bytes(np.zeros((8, 0), "u1")),
+    }
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory):
+    """A 4.5 MiB archive whose ``intermediate_value.npy`` holds 1 GiB (zeros, deflated)."""
+    path = tmp_path_factory.mktemp("bomb") / "bomb.zip"
+    members = empty_members()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for name, data in members.items():
+            if name != "intermediate_value.npy":
+                zf.writestr(name, data)
+        with zf.open("intermediate_value.npy", "w") as f:
+            f.write(members["intermediate_value.npy"])
+            chunk = bytes(2**20)
+            for _ in range(1024):
+                f.write(chunk)
+    assert path.stat().st_size < 5 * 2**20
+    return path
+
+
+def refused_reading(path, message):
+    """Read ``path``: it must be refused in one line matching ``message``; returns the peak of
+    memory the attempt took (tracemalloc sees NumPy's buffers and zlib's output too)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(HpoError, match=message) as info:
+            read_archive(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in str(info.value)
+    return peak
+
+
+def test_an_archive_that_would_expand_past_the_limit_is_refused_unread(bomb):
+    peak = refused_reading(bomb, r"would expand to 1,07\d,\d{3},\d{3} bytes, over the 1\.0 GiB")
+    assert peak < 2 * 2**20  # the member is never read (it takes 1 GiB, and 6 s)
+
+
+def test_an_array_larger_than_its_count_is_refused_unread(bomb, monkeypatch):
+    """Under a larger limit, the array's declared size is checked against the 8 bytes each
+    of the header's intermediate values take, before the array is read."""
+    monkeypatch.setattr(archive_module, "MAX_SIZE", 4 * 2**30)
+    message = r"intermediate_value\.npy declares 107\d+ bytes where 0 intermediate values take 0"
+    assert refused_reading(bomb, message) < 2 * 2**20
+
+
+def declare(path, member, size):
+    """Make the ZIP at ``path`` declare ``size`` bytes for ``member`` (uncompressed), in its
+    local header and in the central directory, as a crafted file could."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+        central = zf.start_dir
+    data[info.header_offset + 22 : info.header_offset + 26] = size.to_bytes(4, "little")
+    at = data.index(b"PK\x01\x02" + data[central + 4 : central + 6], central)
+    while data[at + 46 : at + 46 + len(member)] != member.encode():
+        name, extra, comment = (
+            int.from_bytes(data[at + k : at + k + 2], "little") for k in (28, 30, 32)
+        )
+        at += 46 + name + extra + comment
+    data[at + 24 : at + 28] = size.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("member", ["trials.jsonl", "intermediate_value.npy"])
+def test_a_member_that_holds_more_than_it_declares_is_refused(tmp_path, member):
+    """A header that lies about a member's size gets no further than the size it declares:
+    64 MiB behind a declared 200 bytes are never read."""
+    members = empty_members()
+    members[member] += b" " * (64 * 2**20)
+    path = tmp_path / "lying.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    declare(path, member, 200)
+    assert zipfile.ZipFile(path).getinfo(member).file_size == 200
+    peak = refused_reading(path, rf"is a damaged hpo_nb archive: .*{re.escape(member)}")
+    assert peak < 2 * 2**20
+
+
+def npy_header(descr: str, shape: str) -> bytes:
+    """A .npy file of format 1.0 with this header and no data (what a crafted one may say)."""
+    text = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}"
+    text += " " * (-(10 + len(text) + 1) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode()
+
+
+@pytest.mark.parametrize(
+    ("descr", "shape", "message"),
+    [
+        ("<i8", "(1000000000,)", r"intermediate_step\.npy has shape \(1000000000,\), not \(0,\)"),
+        ("|O", "(0,)", r"intermediate_step\.npy holds object, not int64"),
+    ],
+    ids=["a billion rows", "pickled objects"],
+)
+def test_the_npy_header_is_checked_before_its_data_is_read(tmp_path, descr, shape, message):
+    """An array whose own header claims a billion rows (in an archive that declares none), or
+    pickled objects, is refused on its header: nothing is allocated or unpickled for it."""
+    members = empty_members()
+    members["intermediate_step.npy"] = npy_header(descr, shape)
+    assert np.load(io.BytesIO(npy_header("<i8", "(0,)"))).shape == (0,)  # a valid header
+    path = tmp_path / "shape.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    assert refused_reading(path, message) < 2**20
+
+
+def test_a_value_optuna_stored_out_of_its_range_is_archived_as_it_is(tmp_path):
+    """Optuna stores an enqueued value outside its distribution (with a warning): the archive
+    keeps it rather than refusing the study; a categorical index past its choices, which no
+    storage holds, is refused (tests/reliability/test_catalogue.py)."""
+    memory = InMemoryStorage()
+    study = optuna.create_study(storage=memory, study_name="s")
+    study.enqueue_trial({"x": 5.0})
+    with pytest.warns(UserWarning, match="out of range"):
+        study.optimize(lambda t: t.suggest_float("x", -1.0, 1.0), n_trials=1)
+    path = write_archive(memory, memory.get_study_id_from_name("s"), tmp_path / "s.zip")
+    assert read_archive(path).trials[0].params == {"x": 5.0}

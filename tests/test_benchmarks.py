@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +34,9 @@ def test_every_benchmark_runs_and_reports(tmp_path):
     # bench_throughput found the kernel's threads of an hpo_nb run and their CPU time.
     for thread in ("controller (sampler, bookkeeping)", "storage writer", "dask event loop"):
         assert f"| {thread}" in text
+    # bench_soak ran its trials, sampled the kernel's RSS and open files, and fitted the slope
+    # (the smoke run is too short for its criteria: only the figures are checked).
+    assert "| finished trials | 300 (completed" in text
+    assert re.search(r"\| RSS start / half / end / max \(MB\) \| (\d+\.\d / ){3}\d+\.\d \|", text)
+    assert re.search(r"\| RSS slope, second half \(MB per 1,000 trials\) \| \*\*-?[\d.]+\*\*", text)
+    assert re.search(r"\| open fds start / end / max \(first half's max\) \| \d+ / \d+ / \d+", text)

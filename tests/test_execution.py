@@ -167,7 +167,7 @@ def test_monitoring_reports_each_worker_without_nvml(db):
         ({"trial_timeout": -1}, "trial_timeout must be a positive number of seconds"),
         ({"retries": -1}, "retries must be an integer >= 0"),
         ({"cluster": "cuda"}, "--cluster cuda needs an NVIDIA GPU"),
-        ({"cluster": "tcp://127.0.0.1:1"}, "cannot connect to the dask scheduler"),
+        ({"cluster": "tcp://127.0.0.1:1"}, "cannot reach the dask scheduler at tcp://127.0.0.1:1"),
         ({"cluster": "tcp://127.0.0.1:1", "workers": 2}, "--workers sizes the local CPU"),
     ],
 )

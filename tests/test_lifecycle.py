@@ -10,6 +10,7 @@ import signal
 import time
 
 import optuna
+import psutil
 import pyarrow.parquet
 import pytest
 from _kernel import Kernel
@@ -169,8 +170,12 @@ def test_resume_after_the_kernel_was_killed_accounts_exactly(tmp_path):
         ),
         60,
     )
+    # Its local cluster: the scheduler and the workers (and multiprocessing's helpers).
+    cluster = psutil.Process(pid).children(recursive=True)
+    assert len(cluster) >= 3, cluster
     os.kill(pid, signal.SIGKILL)
-    time.sleep(0.5)
+    _, alive = psutil.wait_procs(cluster, timeout=30)  # they exit by themselves
+    assert not alive, f"the dead kernel's processes live on: {alive}"
     first.client.stop_channels()
     before = optuna.load_study(study_name="slow", storage=db).trials
     orphans = [t for t in before if t.state == TrialState.RUNNING]

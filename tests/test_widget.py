@@ -82,6 +82,14 @@ def test_summary_is_stable_and_short():
     assert len(p.summary()) <= 110
 
 
+def test_a_failed_runs_summary_says_why():
+    reason = "cannot connect to the dask scheduler at tcp://10.0.0.9:8786: timed out"
+    p = Progress(study="s", target=3, state=RunState.FAILED, reason=reason)
+    assert p.summary().endswith(f"[failed: {reason}]") and "\n" not in p.summary()
+    stopped = Progress(study="s", target=3, state=RunState.STOPPED, reason="by the user")
+    assert stopped.summary().endswith("[stopped]")
+
+
 def test_eta_follows_this_runs_pace():
     start = time.time() - 10
     p = Progress(

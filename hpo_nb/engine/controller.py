@@ -49,6 +49,7 @@ from hpo_nb.engine.reaper import Reaper
 from hpo_nb.engine.records import FAIL_REASON_KEY, STOP_KEY, TRACEBACK_KEY, TRIAL_KEY, session
 from hpo_nb.engine.supply import Next, Supply
 from hpo_nb.engine.tasks import Task, Tasks
+from hpo_nb.engine.writer import unreachable
 from hpo_nb.execution.protocol import (
     Answer,
     Cancel,
@@ -449,10 +450,16 @@ class Controller:
             self._start_trial(task, envelope)
         elif not task.idle:  # its first trial came with it: now the kernel knows where it runs
             self._started(task)
-            trial = self.tasks.settle(task)
-            assert trial is not None
-            where = {**self._trial_attrs, "worker": task.worker, "gpu": task.gpu}
-            self._mirror.annotate(trial, {TRIAL_KEY: where})
+            where = {TRIAL_KEY: {**self._trial_attrs, "worker": task.worker, "gpu": task.gpu}}
+            created = task.created
+            if created is not None:  # not waiting for a storage that may not answer
+                created.add_done_callback(lambda f: self._post(self._annotate, f, where))
+            elif task.trial is not None:
+                self._mirror.annotate(task.trial, where)
+
+    def _annotate(self, created: concurrent.futures.Future[MirroredTrial], attrs: dict) -> None:
+        if created.exception() is None:
+            self._mirror.annotate(created.result(), attrs)
 
     def _unknown(self, envelope: Envelope) -> None:
         """A message of a task this run no longer has."""
@@ -504,7 +511,11 @@ class Controller:
     ) -> None:
         """Store the trial's end; its task waits for its next trial (``keep``) or is
         forgotten."""
-        trial, retry, started = self.tasks.take_back(task)
+        taken = self.tasks.take_back(task)
+        if taken is None:  # its record was never created: the storage gave up
+            self._drop(task.key)
+            return
+        trial, retry, started = taken
         self.supply.ended(started)
         self.inbox.caught_up(task.key)
         if not keep:
@@ -620,6 +631,11 @@ class Controller:
             self._mirror.close()
         except Exception as e:  # a failed storage cannot take the record
             books.log.append(f"warning: could not write the study's record: {one_line(e)}")
+        if self._mirror.unwritten:
+            books.event(
+                f"{self._mirror.unwritten} writes wait in memory for the storage: they are "
+                "written once it is back (keep this kernel running)"
+            )
         books.publish(force=True)
 
     def _drain_reaper(self) -> None:
@@ -634,6 +650,8 @@ class Controller:
 
     # -- chores -------------------------------------------------------------------------------
     def _housekeeping(self) -> None:
+        for note in self._mirror.notes():
+            self.books.event(note)
         self._mirror.tick()
         if self._hard_deadline is not None and time.monotonic() >= self._hard_deadline:
             self._hard_deadline = None
@@ -669,7 +687,12 @@ class Controller:
 
     def _check_stop_request(self) -> None:
         """Obey a stop that ``%hpo_stop`` wrote into the storage (from any kernel)."""
-        request = self._mirror.read_study_attrs().get(STOP_KEY)
+        try:
+            request = self._mirror.read_study_attrs().get(STOP_KEY)
+        except Exception as e:  # the writer retries an unreachable storage; so does this
+            if not unreachable(e):
+                raise
+            return
         checked, self._last_stop_check = self._last_stop_check, time.time()
         if isinstance(request, dict) and float(request.get("time", 0)) >= checked - 1.0:
             now = bool(request.get("now"))

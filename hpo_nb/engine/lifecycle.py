@@ -31,6 +31,7 @@ from hpo_nb.engine.records import (
     FAIL_REASON_KEY,
     RECORD_KEY,
     STOP_KEY,
+    Owner,
     effective_state,
     session,
 )
@@ -216,6 +217,27 @@ def _info(rdb: RDBStorage, study: FrozenStudy, url: str) -> StudyInfo:
     )
 
 
+def _run_info(local: Run) -> StudyInfo:
+    """What this kernel knows of its run of a study."""
+    p = local.progress
+    return StudyInfo(
+        name=p.study,
+        state=p.state.value,
+        reason=p.reason,
+        directions=p.directions,
+        complete=p.complete,
+        pruned=p.pruned,
+        failed=p.failed,
+        running=p.running,
+        best_value=p.best_value,
+        best_number=p.best_number,
+        sampler=p.sampler,
+        last_activity="its storage does not answer: as this kernel knows it",
+        storage=display_url(local.storage_url),
+        events=p.events,
+    )
+
+
 def studies(storage: str | None = None) -> StudyList:
     """Every study in ``storage`` (default: ``hpo.db``) with its state, counts and best value."""
     rdb, url = _storage(storage)
@@ -223,8 +245,15 @@ def studies(storage: str | None = None) -> StudyList:
 
 
 def status(name: str, storage: str | None = None) -> StudyInfo:
-    """One study's state, counts, best value and sampler, from the storage."""
-    rdb, url = _storage(storage, name)
+    """One study's state, counts, best value and sampler, from the storage (from this
+    kernel's run of it while its storage does not answer)."""
+    try:
+        rdb, url = _storage(storage, name)
+    except HpoError:
+        local = find_run(name)
+        if local is None or local.storage_url != storage_url(storage or local.storage_url):
+            raise
+        return _run_info(local)
     study_id = _study_id(rdb, name, url)
     (frozen,) = [s for s in rdb.get_all_studies() if _optuna.study_id(s) == study_id]
     info = _info(rdb, frozen, url)
@@ -233,6 +262,9 @@ def status(name: str, storage: str | None = None) -> StudyInfo:
         progress = local.progress
         resources = progress.resources if not local.done else ()
         info = dataclasses.replace(info, resources=resources, events=progress.events)
+        owner = Owner.from_json((frozen.system_attrs.get(RECORD_KEY) or {}).get("owner"))
+        if local.done and owner == session():  # known here before the storage may know it
+            info = dataclasses.replace(info, state=progress.state.value, reason=progress.reason)
     return info
 
 

@@ -94,7 +94,13 @@ class Link:
         if future is None or future.status in ("finished", "pending"):
             return False
         assert self.client is not None
-        self._objective_future = self.client.scatter(self._objective, broadcast=True, hash=False)
+        if not self.client.nthreads():  # every worker is restarting: try again later
+            return False
+        try:
+            fresh = self.client.scatter(self._objective, broadcast=True, hash=False)
+        except TimeoutError:  # "No valid workers found": they left meanwhile
+            return False
+        self._objective_future = fresh
         future.release()
         return True
 

@@ -11,9 +11,6 @@ before the writes still queued. Only the controller thread uses a mirror.
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import queue
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -35,6 +32,7 @@ from hpo_nb._optuna import TrialIntermediateValueModel
 from hpo_nb.engine import writes as writes
 from hpo_nb.engine.quiet import quiet
 from hpo_nb.engine.records import GIVEN_KEY
+from hpo_nb.engine.writer import StorageUnreachable, Writer
 from hpo_nb.io.archive import load_trials
 
 __all__ = ["DrawnTrial", "Mirror", "MirroredTrial"]
@@ -74,6 +72,7 @@ class Mirror:
         name: str,
         sampler: optuna.samplers.BaseSampler,
         pruner: optuna.pruners.BasePruner,
+        patience: float = 60.0,
     ) -> None:
         self._rdb = storage
         self._study_id = storage.get_study_id_from_name(name)
@@ -108,7 +107,7 @@ class Mirror:
             study_name=name, storage=self._memory, sampler=sampler, pruner=pruner
         )
         self._persisted_attrs: dict[int, dict[str, Any]] = {}
-        self._writer = _Writer(storage.engine)
+        self._writer = Writer(storage.engine, patience)
         self._write_error: BaseException | None = None
         self._values: list[tuple[int, int, float]] = []  # reported, not yet sent to the writer
         self._values_since = 0.0
@@ -126,7 +125,6 @@ class Mirror:
     def _submit(
         self, fn: Callable[..., Any], args: tuple[Any, ...], urgent: bool, sql: bool
     ) -> Future[Any]:
-        self.check()
         future = self._writer.submit(fn, args, urgent, sql)
         future.add_done_callback(self._note_error)
         return future
@@ -139,6 +137,12 @@ class Mirror:
         """Raise the first error a write met (the run cannot go on without its storage)."""
         if self._write_error is not None:
             raise self._write_error
+        if self._writer.gave_up is not None:
+            raise self._writer.gave_up
+
+    def notes(self) -> list[str]:
+        """What the writer met since the last call ("storage unreachable, retrying (2/9)")."""
+        return self._writer.notes()
 
     def tick(self) -> None:
         """Raise the first write error; send the buffered intermediate values once they wait
@@ -159,10 +163,17 @@ class Mirror:
         self.check()
 
     def close(self) -> None:
-        """Flush, then stop the writer thread."""
+        """Flush, then stop the writer thread; raise the first error a write met, unless the
+        storage is unreachable (then the writes left are written once it is back)."""
         self._send_values()
         self._writer.shutdown()
-        self.check()
+        if not isinstance(self._write_error, StorageUnreachable):
+            self.check()
+
+    @property
+    def unwritten(self) -> int:
+        """Writes waiting for the storage."""
+        return self._writer.holding
 
     def _create_trial(
         self, conn: sqlalchemy.Connection, waiting_id: int | None, attrs: dict[str, Any]
@@ -367,69 +378,6 @@ def _insert_values(conn: sqlalchemy.Connection, rows: list[tuple[int, int, float
     conn.execute(_NEW_VALUES, records)
 
 
-class _Writer:
-    """One thread running writes in the order they came, urgent ones before the others. SQL
-    writes queued together run in one transaction (one at a time if that fails, so that a bad
-    write loses nothing else)."""
-
-    _BATCH = 500
-
-    def __init__(self, engine: sqlalchemy.Engine) -> None:
-        self._engine = engine
-        self._queue: queue.PriorityQueue[tuple[Any, ...]] = queue.PriorityQueue()
-        self._order = itertools.count()
-        self._thread = threading.Thread(target=self._loop, name="hpo_nb-writer", daemon=True)
-        self._thread.start()
-
-    def submit(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], urgent: bool = False, sql: bool = False
-    ) -> Future:
-        future: Future[Any] = Future()
-        self._queue.put((0 if urgent else 1, next(self._order), sql, fn, args, future))
-        return future
-
-    def shutdown(self) -> None:
-        """Run every pending write, then stop."""
-        self._queue.put((2, next(self._order), False, None, (), None))
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            _, _, sql, fn, args, future = item
-            if fn is None:
-                return
-            if not sql:
-                _settle(future, fn, args)
-                continue
-            batch = [item]
-            while len(batch) < self._BATCH:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if not more[2]:
-                    self._queue.put(more)  # the same key: it stays first in line
-                    break
-                batch.append(more)
-            self._transaction(batch)
-
-    def _transaction(self, batch: list[tuple[Any, ...]]) -> None:
-        results = []
-        try:
-            with self._engine.begin() as conn:
-                results = [fn(conn, *args) for *_, fn, args, _ in batch]
-        except Exception as e:
-            if len(batch) == 1:
-                batch[0][-1].set_exception(e)
-            else:
-                for item in batch:
-                    self._transaction([item])
-            return
-        for item, result in zip(batch, results, strict=True):
-            item[-1].set_result(result)
-
-
 def _given(drawn: DrawnTrial) -> dict[str, Any]:
     """The values a trial starts with (relative, enqueued and proposed), as a system attribute:
     a retry of the trial after its kernel died runs with them (see ``retry_params``)."""
@@ -437,13 +385,6 @@ def _given(drawn: DrawnTrial) -> dict[str, Any]:
     values = {**drawn.trial.relative_params, **proposed, **drawn.fixed_params}
     kept = {k: v for k, v in values.items() if v is None or isinstance(v, (str, int, float))}
     return {GIVEN_KEY: kept} if kept else {}
-
-
-def _settle(future: Future, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    try:
-        future.set_result(fn(*args))
-    except BaseException as e:
-        future.set_exception(e)
 
 
 def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:

@@ -94,12 +94,14 @@ class Progress:
         return remaining * self.elapsed / done_here
 
     def summary(self) -> str:
-        """A stable one-line summary (no clock in it), at most 110 characters when it can."""
+        """A stable one-line summary (no clock in it), at most 110 characters when it can; a
+        failed run's says why (a cell's text output is all some front ends show)."""
         best = "" if self.best_value is None else f", best {_short(self.best_value)}"
+        why = f": {self.reason}" if self.state == RunState.FAILED and self.reason else ""
         return (
             f"{self.study}: {self.finished}/{self.target} finished ({self.complete} complete, "
             f"{self.pruned} pruned, {self.failed} failed, {self.running} running){best} "
-            f"[{self.state.value}]"
+            f"[{self.state.value}{why}]"
         )
 
     def to_json(self) -> dict[str, Any]:

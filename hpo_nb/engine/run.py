@@ -27,6 +27,7 @@ from hpo_nb.engine.mirror import Mirror
 from hpo_nb.engine.options import RunOptions
 from hpo_nb.engine.progress import Progress, RunState
 from hpo_nb.engine.records import CONFIG_KEY, recover, retry_params
+from hpo_nb.engine.writer import wait_for_stranded
 from hpo_nb.execution.cluster import check as check_cluster
 from hpo_nb.execution.cluster import get_client
 from hpo_nb.execution.worker import PickledObjective
@@ -40,7 +41,7 @@ from hpo_nb.io.storage import (
 from hpo_nb.search.algorithms import make_pruner, make_sampler
 from hpo_nb.search.context import Context
 from hpo_nb.search.objective import Objective, as_objective, parse_directions
-from hpo_nb.search.space import SearchSpace, check_configs
+from hpo_nb.search.space import SearchSpace, check_configs, check_narrow
 
 __all__ = ["ObjectiveChangedWarning", "Run", "active_runs", "find_run", "run", "stop_all"]
 
@@ -242,6 +243,9 @@ def _start(base: Objective, options: RunOptions) -> Run:
     if isinstance(pruner, str):
         pruner = make_pruner(pruner, options.pruner_options)
     check_cluster(options.cluster, options.workers, options.gpus)  # before touching the study
+    if options.narrow is not None:
+        space = obj.space.distributions() if obj.space is not None else {}
+        check_narrow(options.narrow.distributions(), {**obj.literal_distributions(), **space})
     pickled = _pickle(obj)
     url = storage_url(options.storage)
     name = options.study or obj.name
@@ -256,6 +260,8 @@ def _start(base: Objective, options: RunOptions) -> Run:
         if options.enqueue:  # checked before anything is written
             check_configs(options.enqueue, _known_distributions(obj, options, rdb, name))
         optuna_study, _ = load_or_create_study(rdb, name, obj.directions, sampler, pruner)
+        # An earlier run of this kernel that lost its storage writes its results first.
+        wait_for_stranded(str(rdb.engine.url), settings.storage_patience)
         orphans = recover(optuna_study, rdb, settings.stale_grace)
         for config in options.enqueue:  # known-good configurations, once each
             optuna_study.enqueue_trial(config, skip_if_exists=True)
@@ -265,7 +271,7 @@ def _start(base: Objective, options: RunOptions) -> Run:
         controller = Controller(
             options=options,
             study=optuna_study,
-            mirror=Mirror(rdb, name, sampler, pruner),
+            mirror=Mirror(rdb, name, sampler, pruner, settings.storage_patience),
             objective=pickled,
             connect=_connect,
             config=settings,

@@ -10,6 +10,7 @@ from distributed import Future
 
 from hpo_nb.engine.mirror import MirroredTrial
 from hpo_nb.engine.supply import Retry
+from hpo_nb.engine.writer import StorageUnreachable
 
 __all__ = ["Task", "Tasks"]
 
@@ -88,18 +89,24 @@ class Tasks:
         self._creating.add(task.key)
 
     def settle(self, task: Task) -> MirroredTrial | None:
-        """Its trial, once created (waiting for the storage if it must)."""
+        """Its trial, once created (waiting for the storage if it must); None if it has none,
+        or the storage gave up before creating its record."""
         if task.created is not None:
             created, task.created = task.created, None
             self._creating.discard(task.key)
-            task.trial = created.result()
+            try:
+                task.trial = created.result()
+            except StorageUnreachable:
+                task.started = task.retry = None
+                self._busy.discard(task.key)
         return task.trial
 
-    def take_back(self, task: Task) -> tuple[MirroredTrial, Retry | None, float | None]:
+    def take_back(self, task: Task) -> tuple[MirroredTrial, Retry | None, float | None] | None:
         """The task's trial ended: it holds none now. Returns the trial, the retry it was, and
-        when it started."""
+        when it started (None: its trial never had a record)."""
         trial = self.settle(task)
-        assert trial is not None
+        if trial is None:
+            return None
         taken = (trial, task.retry, task.started)
         task.trial = task.started = task.retry = None
         self._busy.discard(task.key)

@@ -41,6 +41,15 @@ _USER_ATTRS = _optuna.TrialUserAttributeModel.__table__
 # a trial's writes about 4x cheaper than building them per call. Bound names start with "b_"
 # (SQLAlchemy rejects a bound name equal to a column's in an UPDATE).
 _NEW_TRIAL = sa.insert(_TRIALS)
+# Trials are numbered by counting the study's earlier ones; two kernels creating trials at once
+# could count the same number (each missing the other's uncommitted row), so creation takes the
+# study's row lock first (SQLite, which has one writer at a time, leaves FOR UPDATE out).
+_STUDIES = _optuna.BaseModel.metadata.tables["studies"]
+_LOCK_STUDY = (
+    sa.select(_STUDIES.c.study_id)
+    .where(_STUDIES.c.study_id == sa.bindparam("b_study"))
+    .with_for_update()
+)
 _COUNT_BEFORE = sa.select(sa.func.count(_TRIALS.c.trial_id)).where(
     _TRIALS.c.study_id == sa.bindparam("b_study"), _TRIALS.c.trial_id < sa.bindparam("b_id")
 )
@@ -81,6 +90,7 @@ _ATTR_WRITES = {
 
 def create_trial(conn: sa.Connection, study_id: int, attrs: dict[str, Any]) -> tuple[int, int]:
     """A RUNNING trial with these system attributes and a heartbeat; its id and number."""
+    conn.execute(_LOCK_STUDY, {"b_study": study_id})
     row = {
         "study_id": study_id,
         "number": None,

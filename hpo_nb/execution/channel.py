@@ -45,6 +45,7 @@ _POLL = 2.0  # seconds between checks that a waiting task is still wanted
 # Seconds an unrequested answer (a trial sent ahead) may wait for others to travel with: one
 # event for many, instead of one each for every worker process to read.
 _GATHER = 0.02
+_FLUSH_TIMEOUT = 5.0  # seconds a task waits for its messages to leave (see WorkerChannel.flush)
 
 
 def new_topic() -> str:
@@ -172,6 +173,30 @@ class WorkerChannel:
             envelope = self._envelope(body, wants_answer)
             self._worker.log_event(self.topic, encode(envelope))
         return envelope
+
+    def flush(self, timeout: float = _FLUSH_TIMEOUT) -> None:
+        """Wait until the messages sent so far have left this process. The worker's event loop
+        sends them; a trial that starts next and holds the interpreter lock (a long call into C)
+        would keep them here, and the controller, not knowing that trial started, could not
+        time it (``--trial-timeout``)."""
+        worker = self._worker
+        if worker.thread_id == threading.get_ident():
+            return
+        left = threading.Event()
+
+        async def sent() -> None:
+            # Runs after the callbacks that queued the messages (in order): they are in the
+            # stream's buffer, or taken from it, their write started in the loop's next round.
+            stream = worker.batched_stream
+            deadline = time.monotonic() + timeout
+            while stream.buffer and not stream.please_stop and time.monotonic() < deadline:
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0)  # the write of the batch that took them
+            await asyncio.sleep(0)
+            left.set()
+
+        worker.loop.add_callback(sent)
+        left.wait(timeout)
 
     def request(self, body: TaskMessage) -> Answer:
         """Send a message and wait for the controller's answer."""

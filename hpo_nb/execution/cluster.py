@@ -18,12 +18,15 @@ import atexit
 import dataclasses
 import importlib.util
 import logging
+import socket
 import threading
 import time
 from typing import Any
 
 import dask
 from distributed import Client, LocalCluster
+from distributed.comm.addressing import parse_address, parse_host_port
+from distributed.deploy.cluster import Cluster
 
 from hpo_nb._errors import HpoError
 from hpo_nb._settings import settings
@@ -64,7 +67,8 @@ _SCHEDULER_OPTIONS = (
 
 
 class _SchedulerOutside:
-    """Mixin for dask's local clusters: start the scheduler in a process of its own."""
+    """Mixin for dask's local clusters: start the scheduler in a process of its own, and keep
+    every nanny."""
 
     scheduler: Any
     scheduler_spec: dict[str, Any]
@@ -75,6 +79,14 @@ class _SchedulerOutside:
             kept = {k: options[k] for k in _SCHEDULER_OPTIONS if k in options}
             self.scheduler = await SchedulerProcess(config=_QUIET, **kept)
         await super()._start()  # type: ignore[misc]
+
+    def _update_worker_status(self, op: str, msg: Any) -> None:
+        # dask's SpecCluster closes the nanny of a worker that left the scheduler when, 15 s
+        # later (lost-worker-timeout), no worker of its name is there: a worker restarting
+        # again at that moment (killed twice, or restarted to end a trial that timed out)
+        # was gone for good, and the cluster shrank, down to no worker at all. A local
+        # nanny restarts its worker by itself: it stays.
+        Cluster._update_worker_status(self, op, msg)  # type: ignore[arg-type]
 
 
 class _LocalCluster(_SchedulerOutside, LocalCluster):
@@ -112,7 +124,8 @@ def _resolve(kind: str | None) -> str:
 
 def check(cluster: str | None, workers: int | None, gpus: str | None) -> str:
     """The kind of cluster asked for (``local``, ``cuda`` or an address), or a one-line error
-    for a request this machine cannot meet; cheap (it starts nothing)."""
+    for a request this machine cannot meet; cheap (it starts nothing, and connects to a
+    scheduler's address only to see that something listens there)."""
     kind = _resolve(cluster)
     if kind == "cuda" and workers is not None:
         raise HpoError(
@@ -128,7 +141,35 @@ def check(cluster: str | None, workers: int | None, gpus: str | None) -> str:
         )
     if kind == "cuda" and gpu_count() == 0:
         raise HpoError("--cluster cuda needs an NVIDIA GPU and its driver; NVML found none")
+    if kind not in ("local", "cuda"):
+        _probe(kind)
     return kind
+
+
+_PROBE_TIMEOUT = 3.0  # seconds; dask itself would try for 10 s before it gives up
+
+
+def _probe(address: str) -> None:
+    """A one-line error, in the cell that asked, when nothing listens at a scheduler's TCP
+    address (dask would only tell the run, 10 s later)."""
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in ("tcp", "tls", "ws", "wss"):
+            return
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError):
+        raise HpoError(
+            f"--cluster {address}: not a scheduler address (e.g. tcp://host:8786), nor "
+            "auto, local or cuda"
+        ) from None
+    try:
+        socket.create_connection((host, port), timeout=_PROBE_TIMEOUT).close()
+    except OSError as e:
+        why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise HpoError(
+            f"cannot reach the dask scheduler at {address} ({why}): start it (dask scheduler) "
+            "or fix --cluster"
+        ) from None
 
 
 def get_client(

@@ -35,6 +35,7 @@ from optuna.distributions import (
 from optuna.trial import BaseTrial
 
 from hpo_nb import _optuna
+from hpo_nb._errors import one_line
 from hpo_nb.execution.channel import ReplyTimeout, TaskCancelled, WorkerChannel
 from hpo_nb.execution.gpu import this_process_gpu
 from hpo_nb.execution.protocol import (
@@ -388,7 +389,8 @@ def outcome_of(value: Any, n_objectives: int) -> dict[str, Any]:
     if value is None:
         return _fail("objective returned None; end the cell with the value to optimize")
     if isinstance(value, (str, bytes)):
-        return _fail(f"objective returned a {type(value).__name__} ({value!r:.40}), not a number")
+        shown = " ".join(repr(value).split())
+        return _fail(f"objective returned a {type(value).__name__} ({shown:.40}), not a number")
     raw = [value]
     if not isinstance(value, (int, float, Mapping)):
         with contextlib.suppress(TypeError):  # a scalar (numpy, torch, ...) stays as it is
@@ -402,7 +404,8 @@ def outcome_of(value: Any, n_objectives: int) -> dict[str, Any]:
         try:
             f = float(v)
         except (TypeError, ValueError):
-            return _fail(f"objective returned {type(v).__name__} {v!r:.40}, not a number")
+            shown = " ".join(repr(v).split())  # an array's repr spans lines
+            return _fail(f"objective returned {type(v).__name__} {shown:.40}, not a number")
         if math.isnan(f):
             return _fail("objective returned NaN")
         values.append(f)
@@ -435,6 +438,7 @@ def run_slot(
             reply = channel.request(start)
         else:
             channel.send(start)
+            channel.flush()  # the controller times the trial from this message
             reply = GiveTrial(ticket, -1)
         while isinstance(reply, (GiveTrial, TrialAhead)):
             given: TrialTicket = pickle.loads(reply.ticket)
@@ -447,6 +451,7 @@ def run_slot(
                 reply = channel.request(Finish(**outcome))
             else:  # started at once; the controller learns of it with the outcome
                 channel.send(Finish(**outcome, next=reply.id))
+                channel.flush()
         last = Finish(state="idle")
     except TaskCancelled as e:
         unsent: dict[str, Any] = trial.close() if trial is not None else {}
@@ -467,6 +472,6 @@ def _run(objective: PickledObjective, trial: WorkerTrial, ticket: TrialTicket) -
     except (TaskCancelled, ReplyTimeout):
         raise
     except Exception as e:
-        last_line = traceback.format_exception_only(type(e), e)[-1].strip()
-        return _fail(last_line, traceback.format_exc()[-_TRACEBACK_LIMIT:])
+        # One line: the exception's type and first line (not an added note, not the rest).
+        return _fail(one_line(e), traceback.format_exc()[-_TRACEBACK_LIMIT:])
     return outcome_of(value, ticket.n_objectives)

@@ -23,7 +23,7 @@ from optuna.distributions import BaseDistribution, check_distribution_compatibil
 from optuna.trial import TrialState
 
 from hpo_nb import _optuna
-from hpo_nb._errors import HpoError
+from hpo_nb._errors import HpoError, one_line
 from hpo_nb.engine import lifecycle
 from hpo_nb.engine.options import RunOptions, panel_fields
 from hpo_nb.engine.progress import Progress
@@ -273,7 +273,7 @@ class Console:
         except HpoError as e:
             self.panel.status = str(e)
         except Exception as e:  # the panel must keep working
-            self.panel.status = f"{cmd} failed: {type(e).__name__}: {e}"
+            self.panel.status = f"{cmd} failed: {one_line(e)}"
 
     def _cmd_sync(self, _message: dict[str, Any]) -> None:
         with self._lock:
@@ -290,6 +290,10 @@ class Console:
         change = message.get("config") or {}
         editable = panel_fields()
         try:
+            if not isinstance(change, dict):
+                raise HpoError(
+                    f"config must be a mapping of run settings to values, got {change!r:.40}"
+                )
             unknown = [k for k in change if k not in editable]
             if unknown:
                 raise HpoError(f"{unknown[0]!r} is not a run setting the panel edits")
@@ -352,7 +356,8 @@ class Console:
 
     # -- runs --------------------------------------------------------------------------------
     def _parse_space(self, message: dict[str, Any]) -> SearchSpace:
-        params = (message.get("space") or {}).get("params")
+        space = message.get("space")
+        params = space.get("params") if isinstance(space, dict) else None
         if not isinstance(params, dict):
             raise HpoError("the space must be a mapping of parameter names to specs")
         space = SearchSpace.parse(params)

@@ -42,12 +42,21 @@ def _unquote(text: str) -> str:
     return text
 
 
+def _parse(magic: Callable[..., Any], line: str) -> argparse.Namespace:
+    """``parse_argstring``; a quote left open is a one-line ``UsageError`` as well."""
+    try:
+        return parse_argstring(magic, line)
+    except ValueError as e:  # from IPython's arg_split (shlex): "No closing quotation"
+        raise UsageError(f"{e}: close the quote, or escape it") from None
+
+
 def _flat(groups: list[list[str]] | None) -> list[str]:
     return [_unquote(item) for group in groups or [] for item in group]
 
 
 def _storage_argument(func: Callable[..., Any]) -> Callable[..., Any]:
-    return argument("--storage", help="database URL or SQLite file (default: hpo.db)")(func)
+    text = "database URL or SQLite file (default: hpo.db)"
+    return argument("--storage", type=_unquote, help=text)(func)
 
 
 def _flag_type(name: str, spec: OptionSpec) -> Callable[[str], Any]:
@@ -80,9 +89,11 @@ def _option_argument(name: str, spec: OptionSpec, required: bool) -> Callable[..
     else:
         kwargs["metavar"] = spec.metavar
         if spec.choices is not None:
-            kwargs["choices"] = list(spec.choices)
+            kwargs.update(choices=list(spec.choices), type=_unquote)
         elif spec.text_type is not None:
             kwargs["type"] = _flag_type(name, spec)
+        elif spec.reads is None:  # a name, a URL, an address: as typed, quotes removed
+            kwargs["type"] = _unquote
         if spec.many:
             kwargs["nargs"] = "+"
         if spec.repeat:
@@ -148,7 +159,7 @@ class HpoMagics(Magics):
             x = trial.suggest_float("x", -10, 10)
             (x - 2) ** 2
         """
-        args = parse_argstring(self.hpo_objective, line)
+        args = _parse(self.hpo_objective, line)
         with _usage_errors():
             directions = parse_directions(args.direction, args.directions)
             space = self._space(args.space) if args.space else None
@@ -168,7 +179,7 @@ class HpoMagics(Magics):
 
             %hpo_run quadratic --n-trials 50 --concurrency 4 --trial-timeout 600
         """
-        args = parse_argstring(self.hpo_run, line)
+        args = _parse(self.hpo_run, line)
         objective = self._objective(args.name)
         with interrupts.watch():  # one Ctrl-C, even one Python dropped, stops a --wait run
             with _usage_errors():
@@ -176,14 +187,16 @@ class HpoMagics(Magics):
             return self._show(handle, args)
 
     @magic_arguments()
-    @argument("study", help="the study to run again, with the options it last ran with")
+    @argument(
+        "study", type=_unquote, help="the study to run again, with the options it last ran with"
+    )
     @run_options(skip=("study",))
     @_handle_flags
     @line_magic
     def hpo_resume(self, line: str) -> Run:
         """Resume a study (after a restart, or one stopped earlier) with its last options; the
         flags given change them (e.g. ``--n-trials 200`` for a new target)."""
-        args = parse_argstring(self.hpo_resume, line)
+        args = _parse(self.hpo_resume, line)
         known: dict[str, Any] = {
             **{k: v for k, v in self._user_ns.items() if callable(v)},
             **self.objectives,
@@ -207,7 +220,7 @@ class HpoMagics(Magics):
 
             %hpo_panel quadratic --n-trials 200
         """
-        args = parse_argstring(self.hpo_panel, line)
+        args = _parse(self.hpo_panel, line)
         with _usage_errors():
             options = RunOptions.of(**self._given(args))
             study = options.study or args.name
@@ -248,17 +261,19 @@ class HpoMagics(Magics):
     @line_magic
     def hpo_list(self, line: str) -> lifecycle.StudyList:
         """The studies of a storage: state, counts, best value, sampler, last activity."""
-        args = parse_argstring(self.hpo_list, line)
+        args = _parse(self.hpo_list, line)
         with _usage_errors():
             return lifecycle.studies(args.storage)
 
     @magic_arguments()
-    @argument("study", nargs="?", help="a study (default: the studies run in this kernel)")
+    @argument(
+        "study", nargs="?", type=_unquote, help="a study (default: the studies run in this kernel)"
+    )
     @_storage_argument
     @line_magic
     def hpo_status(self, line: str) -> Any:
         """A study's state and its reason, counts, best value and sampler."""
-        args = parse_argstring(self.hpo_status, line)
+        args = _parse(self.hpo_status, line)
         with _usage_errors():
             if args.study:
                 return lifecycle.status(args.study, args.storage)
@@ -266,13 +281,13 @@ class HpoMagics(Magics):
             return lifecycle.StudyList(lifecycle.status(n) for n in names)
 
     @magic_arguments()
-    @argument("study", nargs="?", help="a study (default: every run of this kernel)")
+    @argument("study", nargs="?", type=_unquote, help="a study (default: every run of this kernel)")
     @argument("--now", action="store_true", help="cancel running trials (marked FAIL)")
     @_storage_argument
     @line_magic
     def hpo_stop(self, line: str) -> None:
         """Stop a study gracefully (running trials finish) or --now, from any kernel."""
-        args = parse_argstring(self.hpo_stop, line)
+        args = _parse(self.hpo_stop, line)
         with _usage_errors():
             names = [args.study] if args.study else [r.study.study_name for r in active_runs()]
             if not names:
@@ -281,13 +296,13 @@ class HpoMagics(Magics):
                 print(lifecycle.stop(name, args.storage, now=args.now))
 
     @magic_arguments()
-    @argument("study")
+    @argument("study", type=_unquote)
     @argument("--cell", action="store_true", help="insert a cell below with the parameters")
     @_storage_argument
     @line_magic
     def hpo_best(self, line: str) -> Any:
         """The best parameters (or the Pareto front of a multi-objective study)."""
-        args = parse_argstring(self.hpo_best, line)
+        args = _parse(self.hpo_best, line)
         with _usage_errors():
             result = lifecycle.best(args.study, args.storage)
             info = lifecycle.status(args.study, args.storage)
@@ -302,14 +317,19 @@ class HpoMagics(Magics):
         return result
 
     @magic_arguments()
-    @argument("study")
+    @argument("study", type=_unquote)
     @argument(
         "--format",
         choices=["json", "csv", "parquet"],
         help="json: the best configuration; csv, parquet: every trial (with --out)",
     )
-    @argument("--out", metavar="PATH")
-    @argument("--plots", metavar="DIR", help="write every chart (history, importance, ...) to DIR")
+    @argument("--out", metavar="PATH", type=_unquote)
+    @argument(
+        "--plots",
+        metavar="DIR",
+        type=_unquote,
+        help="write every chart (history, importance, ...) to DIR",
+    )
     @argument(
         "--plot-formats",
         nargs="+",
@@ -320,6 +340,7 @@ class HpoMagics(Magics):
     @argument(
         "--archive",
         metavar="PATH",
+        type=_unquote,
         help="the whole study, every trial as it is, in one compressed file for %%hpo_import",
     )
     @_storage_argument
@@ -327,7 +348,7 @@ class HpoMagics(Magics):
     def hpo_export(self, line: str) -> None:
         """Write a study's best configuration (json), its trials table (csv, parquet), its
         charts (--plots DIR) and/or a lossless archive of the whole study (--archive PATH)."""
-        args = parse_argstring(self.hpo_export, line)
+        args = _parse(self.hpo_export, line)
         if args.plot_formats and not args.plots:
             raise UsageError("--plot-formats needs --plots DIR")
         if not (args.format or args.out or args.plots or args.archive):
@@ -349,8 +370,13 @@ class HpoMagics(Magics):
                     print("  " + " ".join(f.name for f in files if f.stem == stem))
 
     @magic_arguments()
-    @argument("path", help="an archive written by %%hpo_export STUDY --archive PATH")
-    @argument("--study", metavar="NEW_NAME", help="the study's name (default: the archived one)")
+    @argument("path", type=_unquote, help="an archive written by %%hpo_export STUDY --archive PATH")
+    @argument(
+        "--study",
+        metavar="NEW_NAME",
+        type=_unquote,
+        help="the study's name (default: the archived one)",
+    )
     @_storage_argument
     @line_magic
     def hpo_import(self, line: str) -> None:
@@ -360,19 +386,19 @@ class HpoMagics(Magics):
 
             %hpo_import quad.zip --study quad-copy --storage sqlite:///other.db
         """
-        args = parse_argstring(self.hpo_import, line)
+        args = _parse(self.hpo_import, line)
         with _usage_errors():
             name = lifecycle.import_archive(args.path, args.storage, args.study)
         print(f"imported study {name!r} from {args.path}")
 
     @magic_arguments()
-    @argument("study")
+    @argument("study", type=_unquote)
     @argument("--yes", action="store_true", help="confirm: the trials are gone for good")
     @_storage_argument
     @line_magic
     def hpo_delete(self, line: str) -> None:
         """Delete a study and its trials."""
-        args = parse_argstring(self.hpo_delete, line)
+        args = _parse(self.hpo_delete, line)
         if not args.yes:
             raise UsageError(f"deleting {args.study!r} removes all its trials: add --yes")
         with _usage_errors():
@@ -403,7 +429,9 @@ class HpoMagics(Magics):
         if text.isidentifier() and text in self._user_ns:
             return SearchSpace.parse(self._user_ns[text])
         path = Path(text).expanduser()
-        if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
+        if path.suffix in (".yaml", ".yml", ".json") and not any(c in text for c in "{}[]:\n"):
+            if not path.is_file():
+                raise HpoError(f"search space: no file {text}: check the path, or give the space")
             return SearchSpace.parse(path.read_text())
         return SearchSpace.parse(text)
 
@@ -415,8 +443,8 @@ class HpoMagics(Magics):
         for parse in (ast.literal_eval, json.loads):
             try:
                 return parse(text)
-            except (ValueError, SyntaxError):
-                continue
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                continue  # TypeError: {[1]: 2}, a list as a key
         raise HpoError(f"{option} {text!r} is neither a variable nor a literal dict or list")
 
     def _objective(self, name: str) -> Objective:

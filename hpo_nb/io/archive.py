@@ -24,9 +24,17 @@ transaction: it is whole, or it leaves nothing.
 
 An import keeps only the system attributes that are plain data hpo_nb and Optuna read as such
 (:data:`KEPT_SYSTEM_ATTRS`): hpo_nb's own (``hpo_nb:*``), enqueued values (``fixed_params``),
-constraints, the grid sampler's, genetic samplers' generations (``*:generation``), and TPE's
-and GP's relative parameters. Others are dropped, above all Optuna's CMA-ES optimizer
-(``cma:optimizer:*``), which its sampler unpickles: an archive must not be able to run code.
+constraints, the grid sampler's, genetic samplers' generations (``*:generation``), TPE's
+and GP's relative parameters, and CMA-ES with margin's ``x_for_tell`` (plain floats, which
+the CMA-ES sampler replays its optimizer from). Others are dropped, above all Optuna's
+CMA-ES optimizer (``cma:optimizer:*``), which its sampler unpickles: an archive must not be
+able to run code.
+
+Nor may it take the kernel's memory: before anything is read, the ZIP's declared sizes are
+checked (only the five members, each at most the size the header's counts imply for the
+arrays, expanding no more than deflate can, all within :data:`MAX_SIZE`), and every member
+is then read through ``zf.open`` with a cap, the arrays' ``.npy`` headers checked before
+their data.
 """
 
 from __future__ import annotations
@@ -36,7 +44,6 @@ import contextlib
 import dataclasses
 import datetime
 import functools
-import io
 import json
 import math
 import os
@@ -50,7 +57,12 @@ from typing import Any
 import numpy as np
 import optuna
 import sqlalchemy
-from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    distribution_to_json,
+    json_to_distribution,
+)
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -464,81 +476,166 @@ def _version(package: str) -> str:
 
 
 # -- reading -----------------------------------------------------------------------------------
+MAX_SIZE = 2**30
+"""Bytes an archive may hold uncompressed, all members together. A real one is far smaller
+(100,000 trials of 6 parameters and 50 intermediate values: 160 MiB); a crafted one must not
+cost the kernel gigabytes of memory before it is refused. To read a larger archive you trust:
+``hpo_nb.io.archive.MAX_SIZE = 4 * 2**30``."""
+
+_MEMBERS = (_HEADER, _TRIALS, _IV_TRIAL, _IV_STEP, _IV_VALUE)
+_HEADER_MAX = 64 * 2**20  # archive.json: the study's attributes and the distributions
+_NPY_HEADER_MAX = 65_536 + 10  # np.save's header, format 1.0, at most
+_MAX_RATIO = 1100  # deflate expands at most ~1032 times; more is not a member we wrote
+_READ_CHUNK = 2**20
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
 def read_archive(path: str | Path) -> Archive:
-    """Read and check the archive at ``path``; every problem is a one-line :class:`HpoError`."""
+    """Read and check the archive at ``path``; every problem is a one-line :class:`HpoError`.
+
+    The members' declared sizes are checked before anything is read (see :data:`MAX_SIZE`),
+    and each member is read with a cap, so a small file cannot expand to gigabytes.
+    """
     src = Path(path)
     if not src.is_file():
         raise HpoError(f"no archive at {src}")
     not_ours = HpoError(f"{src} is not an hpo_nb archive (those come from %hpo_export --archive)")
     try:
         zf = zipfile.ZipFile(src)
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         raise not_ours from None
     with zf:
+        if _HEADER not in zf.namelist():
+            raise not_ours
+        sizes = _declared_sizes(src, zf)
         try:
-            header = json.loads(zf.read(_HEADER))
-        except (KeyError, ValueError, OSError, zipfile.BadZipFile, zlib.error):
+            header = json.loads(_read(zf, _HEADER, _HEADER_MAX))
+        except _DAMAGE:
             raise not_ours from None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise not_ours
         version = header.get("version")
-        if not isinstance(version, int) or version > VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise HpoError(
+                f"{src} is a damaged hpo_nb archive: version {version!r} is not a version number"
+            )
+        if version > VERSION:
             raise HpoError(
                 f"{src} is archive version {version}, newer than this hpo_nb reads "
                 f"(version {VERSION}): upgrade hpo_nb"
             )
         try:
-            return _parse(header, zf)
-        except (
-            KeyError,
-            ValueError,
-            TypeError,
-            IndexError,
-            OSError,
-            EOFError,
-            zipfile.BadZipFile,
-            zlib.error,
-        ) as e:
+            _check_arrays(header, sizes)
+            return _parse(header, zf, sizes)
+        except _DAMAGE as e:
             detail = (str(e).splitlines() or [""])[0] or type(e).__name__
             raise HpoError(f"{src} is a damaged hpo_nb archive: {detail}") from None
 
 
-def _parse(header: dict[str, Any], zf: zipfile.ZipFile) -> Archive:
+# What a damaged archive raises while it is read (a member too short, of the wrong type, ...).
+_DAMAGE = (
+    KeyError,
+    ValueError,
+    TypeError,
+    IndexError,
+    AttributeError,
+    RecursionError,  # JSON nested thousands of levels deep
+    OSError,
+    EOFError,
+    NotImplementedError,  # a compression method zipfile does not know
+    zipfile.BadZipFile,
+    zlib.error,
+)
+
+
+def _declared_sizes(src: Path, zf: zipfile.ZipFile) -> dict[str, int]:
+    """Each member's uncompressed size as the ZIP declares it, checked before anything is read:
+    only the five members, each once, expanding no more than deflate can, within MAX_SIZE."""
+    sizes: dict[str, int] = {}
+    damaged = f"{src} is a damaged hpo_nb archive: "
+    for info in zf.infolist():
+        name = info.filename
+        if name not in _MEMBERS:
+            raise HpoError(f"{damaged}unexpected member {name!r} (one of {', '.join(_MEMBERS)})")
+        if name in sizes:
+            raise HpoError(f"{damaged}member {name!r} is in it twice")
+        if info.file_size > 2**20 and info.file_size > _MAX_RATIO * info.compress_size:
+            raise HpoError(
+                f"{damaged}{name} would expand {info.file_size // max(info.compress_size, 1)} "
+                f"times, more than deflate can (a ZIP bomb?)"
+            )
+        sizes[name] = info.file_size
+    if sizes.get(_HEADER, 0) > _HEADER_MAX:
+        raise HpoError(
+            f"{src} is a damaged hpo_nb archive: {_HEADER} declares "
+            f"{_mib(sizes[_HEADER])}, over the {_mib(_HEADER_MAX)} a header may take"
+        )
+    total = sum(sizes.values())
+    if total > MAX_SIZE:
+        raise HpoError(
+            f"{src} would expand to {total:,} bytes, over the {_mib(MAX_SIZE)} an archive may "
+            "hold: if you trust it, raise hpo_nb.io.archive.MAX_SIZE"
+        )
+    return sizes
+
+
+def _check_arrays(header: dict[str, Any], sizes: Mapping[str, int]) -> None:
+    """The arrays' declared sizes against what the header's count of intermediate values
+    takes (8 bytes each, plus the .npy header), before any of them is read."""
+    count = header["n_intermediate_values"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"n_intermediate_values {count!r} is not a count")
+    for name in (_IV_TRIAL, _IV_STEP, _IV_VALUE):
+        if name not in sizes:
+            raise ValueError(f"there is no member named {name!r}")
+        if not 8 * count <= sizes[name] <= 8 * count + _NPY_HEADER_MAX:
+            raise ValueError(
+                f"{name} declares {sizes[name]} bytes where {count} intermediate values "
+                f"take {8 * count} and a header"
+            )
+
+
+def _read(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """Member ``name``, read through ``zf.open`` and refused past ``limit`` bytes (a header
+    that lies about its size gets no further)."""
+    with zf.open(name) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{name} holds more than {limit} bytes")
+    return data
+
+
+def _parse(header: dict[str, Any], zf: zipfile.ZipFile, sizes: Mapping[str, int]) -> Archive:
     study = header["study"]
     directions = [StudyDirection[d] for d in study["directions"]]
     distributions = [str(d) for d in header["distributions"]]
-    for d in distributions:
-        json_to_distribution(d)
-    records = [json.loads(line) for line in zf.read(_TRIALS).decode().splitlines()]
+    dists = [json_to_distribution(d) for d in distributions]
+    if _TRIALS not in sizes:
+        raise ValueError(f"there is no member named {_TRIALS!r}")
+    text = _read(zf, _TRIALS, sizes[_TRIALS]).decode()
+    records = [json.loads(line) for line in text.splitlines()]
+    del text
     if len(records) != header["n_trials"]:
         raise ValueError(f"{len(records)} trials where {header['n_trials']} were written")
     numbers = [r["number"] for r in records]
     if any(not isinstance(n, int) for n in numbers) or numbers != sorted(set(numbers)):
         raise ValueError("trial numbers are not increasing")
     for r in records:
-        TrialState[r["state"]]
-        if r["values"] is not None and len(r["values"]) != len(directions):
-            raise ValueError(f"trial {r['number']} has {len(r['values'])} values")
-        for name, (value, i) in r["params"].items():
-            if not (0 <= i < len(distributions) and isinstance(value, (int, float))):
-                raise ValueError(f"parameter {name!r} of trial {r['number']} is malformed")
-        for key in ("datetime_start", "datetime_complete"):
-            _naive_utc(r[key])
-    trial = _array(zf, _IV_TRIAL, "<i8")
-    steps = _array(zf, _IV_STEP, "<i8")
-    planes = _array(zf, _IV_VALUE, "u1")
-    if planes.ndim != 2 or planes.shape[0] != 8:
-        raise ValueError(f"{_IV_VALUE} is not 8 byte planes")
-    values = planes.T.copy().view("<f8").reshape(-1)
-    if not trial.shape == steps.shape == values.shape == (header["n_intermediate_values"],):
-        raise ValueError("the intermediate-value arrays differ in length")
+        _check_record(r, len(directions), dists)
+    count = header["n_intermediate_values"]
+    trial = _array(zf, _IV_TRIAL, "<i8", (count,))
+    steps = _array(zf, _IV_STEP, "<i8", (count,))
+    values = _array(zf, _IV_VALUE, "u1", (8, count)).T.copy().view("<f8").reshape(-1)
     if not set(trial.tolist()) <= set(numbers):
         raise ValueError("an intermediate value belongs to no trial")
     return Archive(
         study_name=str(study["name"]),
         directions=directions,
-        user_attrs=dict(study["user_attrs"]),
-        system_attrs=dict(study["system_attrs"]),
+        user_attrs=_mapping("the study's user_attrs", study["user_attrs"]),
+        system_attrs=_mapping("the study's system_attrs", study["system_attrs"]),
         distributions=distributions,
         records=records,
         intermediate=(trial, steps, values),
@@ -546,11 +643,66 @@ def _parse(header: dict[str, Any], zf: zipfile.ZipFile) -> Archive:
     )
 
 
-def _array(zf: zipfile.ZipFile, name: str, dtype: str) -> np.ndarray:
-    array = np.load(io.BytesIO(zf.read(name)), allow_pickle=False)
-    if array.dtype != np.dtype(dtype):
-        raise ValueError(f"{name} holds {array.dtype}, not {np.dtype(dtype)}")
-    return array
+def _mapping(what: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{what} is not a mapping of names to values")
+    return value
+
+
+def _check_record(
+    r: dict[str, Any], n_objectives: int, distributions: Sequence[BaseDistribution]
+) -> None:
+    """One trial of ``trials.jsonl``, checked as :func:`restore_archive` will write it."""
+    number = r["number"]
+    TrialState[r["state"]]
+    values = r["values"]
+    if values is not None:
+        if not isinstance(values, list) or len(values) != n_objectives:
+            raise ValueError(f"trial {number} does not have {n_objectives} values")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"trial {number} has a value that is not a number")
+    for name, (value, i) in _mapping(f"params of trial {number}", r["params"]).items():
+        ok = isinstance(i, int) and 0 <= i < len(distributions)
+        ok = ok and isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and isinstance(distributions[i], CategoricalDistribution):
+            ok = _optuna.contains(distributions[i], value)  # the index of a choice
+        if not ok:  # (a number out of its range stays: Optuna stores enqueued ones so)
+            raise ValueError(f"parameter {name!r} of trial {number} is malformed")
+    _mapping(f"user_attrs of trial {number}", r["user_attrs"])
+    _mapping(f"system_attrs of trial {number}", r["system_attrs"])
+    for key in ("datetime_start", "datetime_complete"):
+        _naive_utc(r[key])
+
+
+def _array(zf: zipfile.ZipFile, name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The .npy member ``name``: its header checked against the ``dtype`` and ``shape`` the
+    archive's header implies before its data is read (an object array, which would need
+    unpickling, is refused there), then exactly that many bytes."""
+    expected = np.dtype(dtype)
+    with zf.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            found_shape, fortran, found = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            found_shape, fortran, found = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"{name} is .npy format {version}, not 1.0 or 2.0")
+        if found != expected:
+            raise ValueError(f"{name} holds {found}, not {expected}")
+        if fortran or tuple(found_shape) != shape:
+            raise ValueError(f"{name} has shape {found_shape}, not {shape}")
+        size = math.prod(shape) * expected.itemsize
+        data = bytearray(size)  # the declared sizes were checked: at most MAX_SIZE
+        view, got = memoryview(data), 0
+        while got < size:
+            chunk = f.read(min(_READ_CHUNK, size - got))
+            if not chunk:
+                raise ValueError(f"{name} ends after {got} of its {size} bytes")
+            view[got : got + len(chunk)] = chunk
+            got += len(chunk)
+        if f.read(1):
+            raise ValueError(f"{name} holds more than its {size} bytes")
+    return np.frombuffer(data, dtype=expected).reshape(shape)
 
 
 # -- restoring ---------------------------------------------------------------------------------
@@ -562,6 +714,7 @@ KEPT_SYSTEM_ATTRS = (
     "search_space",
     "tpe:relative_params",
     "gp:relative_params",
+    "x_for_tell",
 )
 
 

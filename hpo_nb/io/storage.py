@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -55,6 +58,18 @@ def _sqlite_tuning(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_path(url: str) -> str:
+    """The file of a SQLite URL (``file:PATH?mode=ro&uri=true`` too)."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception:
+        return url.split(":///", 1)[-1]
+    path = parsed.database or ""
+    if parsed.query.get("uri") == "true" and path.startswith("file:"):
+        path = path.removeprefix("file:").split("?", 1)[0]
+    return path
+
+
 def open_storage(storage: str | None = None, *, create: bool = True) -> RDBStorage:
     """Open the storage at ``storage``; a SQLite file that is not there is created, unless
     ``create`` is False (commands that only read never leave an empty database behind).
@@ -63,16 +78,29 @@ def open_storage(storage: str | None = None, *, create: bool = True) -> RDBStora
     shown = display_url(url)
     is_sqlite = url.startswith("sqlite")
     if is_sqlite:
-        path = url.split(":///", 1)[-1]
+        path = _sqlite_path(url)
         in_memory = not path or path == ":memory:"
         folder = os.path.dirname(os.path.abspath(path)) if not in_memory else ""
         if folder and not os.path.isdir(folder):
             raise HpoError(f"cannot open storage {shown}: folder {folder} does not exist")
         if not create and not in_memory and not os.path.isfile(path):
             raise HpoError(f"no database at {path}: check --storage (nothing was created)")
+        foreign = _foreign_tables(path) if not in_memory else []
+        if foreign:
+            raise HpoError(
+                f"cannot open storage {shown}: {path} holds other tables ({', '.join(foreign)}) "
+                "and none of Optuna's: check --storage (nothing was written)"
+            )
     engine_kwargs: dict[str, Any] = (
-        {"connect_args": {"timeout": settings.sqlite_timeout}} if is_sqlite else {}
+        {"connect_args": {"timeout": settings.sqlite_timeout}}
+        if is_sqlite
+        # A server may have dropped a pooled connection (restarted, or an outage): test each
+        # before use. MySQL reads its own snapshot per statement, as PostgreSQL does: a
+        # trial's number counts the trials other kernels committed (see engine/writes.py).
+        else {"pool_pre_ping": True}
     )
+    if url.startswith("mysql"):
+        engine_kwargs["isolation_level"] = "READ COMMITTED"
     _optuna.parse_migrations_once()  # 80-200 ms saved per storage opened
     try:
         # No heartbeat_interval here: Optuna would then warn on every ask. The controller
@@ -92,7 +120,27 @@ def open_storage(storage: str | None = None, *, create: bool = True) -> RDBStora
     return rdb
 
 
+def _foreign_tables(path: str) -> list[str]:
+    """The first tables of the SQLite file at ``path`` when it holds tables but not Optuna's:
+    another program's database, which Optuna would add its tables to."""
+    if not os.path.isfile(path):
+        return []
+    try:
+        with contextlib.closing(
+            sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+        ) as conn:
+            tables = [
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            ]
+    except sqlite3.Error:  # not a database: Optuna says so
+        return []
+    return [] if not tables or "studies" in tables else tables[:3]
+
+
 def _first_line(error: BaseException) -> str:
+    """The database's own words (Optuna's wrapper guesses a cause; its cause says it)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
     orig = getattr(error, "orig", None)
     text = str(orig if orig is not None else error).strip() or type(error).__name__
     return text.splitlines()[0]

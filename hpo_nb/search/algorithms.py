@@ -182,6 +182,8 @@ def parse_options(pairs: Sequence[str] | Mapping[str, Any] | None) -> dict[str, 
         return dict(pairs)
     options: dict[str, Any] = {}
     for pair in pairs:
+        if not isinstance(pair, str):
+            raise HpoError(f"option {pair!r} is not key=value text (e.g. n_startup_trials=5)")
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
             raise HpoError(f"option {pair!r} is not key=value (e.g. n_startup_trials=5)")
@@ -190,6 +192,11 @@ def parse_options(pairs: Sequence[str] | Mapping[str, Any] | None) -> dict[str, 
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = lowered.get(text.strip().lower(), text)
+        except (TypeError, MemoryError, RecursionError):  # e.g. {[1]: 2}, or nested too deep
+            raise HpoError(
+                f"option {key.strip()}: {text[:40]!r} is not a value Python can read as a "
+                "literal (a number, string, list, dict...)"
+            ) from None
         options[key.strip()] = value
     return options
 

@@ -13,6 +13,19 @@ generation; keeps the latest optimizer unpickled, and the optimizer told a given
 solutions, and hands out copies of them. Everything else is Optuna's own code path, so
 suggestions are the same as ``optuna.samplers.CmaEsSampler``'s with the same seed
 (``tests/test_cmaes.py`` checks it). It suggests from one thread at a time (the controller's).
+
+A stored optimizer is unpickled only if this process wrote it (``_WRITTEN``): a pickle that
+someone else wrote (another kernel, a shared storage, an archive) could run any code. In its
+place the optimizer is rebuilt from plain data, the trials' parameters, values and generation
+numbers: a new optimizer made as Optuna makes the first one, then told each generation's first
+``popsize`` complete trials (in number order, as Optuna picks them), generation by generation up
+to the stored one's. Where a generation held more complete trials than its population (trials
+run at once), which of them Optuna told depended on which had finished by then, which the
+storage does not record: the rebuilt state is then CMA-ES's over an equally valid choice of the
+same generation's trials. A warm-started CMA-ES (``source_trials``), or trials that do not fit
+(a generation short of its population, another population size or search space), start afresh,
+with a logged line. A rebuilt optimizer is kept for the process (``_REBUILT``), and the ones told
+after it are this process's own.
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ import copy
 import dataclasses
 import hashlib
 import pickle
+import threading
 from typing import Any
 
 import numpy as np
@@ -39,6 +53,13 @@ _IMMUTABLE = (int, float, bool, str, type(None), np.generic)
 # The digests of the optimizers this process pickled: only those are unpickled again. A pickle
 # read from a storage (or an imported archive) that someone else wrote could run any code.
 _WRITTEN: set[str] = set()
+# Optimizers rebuilt from the trials, by what they were rebuilt from: a sampler made again in
+# this process (a resumed run) does not replay the same trials again. A few studies' worth.
+_REBUILT: dict[tuple[Any, ...], Any] = {}
+_REBUILT_KEPT = 8
+_REBUILT_LOCK = threading.Lock()
+# What a replay that meets bad plain data (a crafted storage) raises: it starts afresh instead.
+_REPLAY_ERRORS = (AssertionError, ArithmeticError, KeyError, TypeError, ValueError)
 _logger = optuna.logging.get_logger(optuna.samplers.CmaEsSampler.__module__)  # Optuna's own
 
 
@@ -131,7 +152,7 @@ class HistoryCmaEsSampler(optuna.samplers.CmaEsSampler):
         trans = SearchSpaceTransform(
             search_space, transform_step=not self._with_margin, transform_0_1=True
         )
-        origin, optimizer = self._restore_optimizer_of(history)
+        origin, optimizer = self._restore_optimizer_of(history, study, search_space, trans)
         if optimizer is None:
             optimizer = self._init_optimizer(trans, study.direction)
         if optimizer.dim != len(trans.bounds):
@@ -163,30 +184,209 @@ class HistoryCmaEsSampler(optuna.samplers.CmaEsSampler):
 
     def _restore_optimizer(self, completed_trials: list[FrozenTrial]) -> Any:
         """Optuna's restore, for an optimizer this process stored only (see ``_WRITTEN``);
-        otherwise none, and CMA-ES starts afresh from the study's trials."""
+        otherwise none (``_restore_optimizer_of`` rebuilds it from the trials)."""
         for trial in reversed(completed_trials):
-            prefix = self._attr_key_optimizer
-            parts = {k: v for k, v in trial.system_attrs.items() if k.startswith(prefix)}
-            if not parts:
+            stored = self._stored(trial)
+            if stored is None:
                 continue
-            stored = self._concat_optimizer_attrs(parts)
             if hashlib.sha256(stored.encode()).hexdigest() not in _WRITTEN:
-                _logger.info("a stored CMA-ES optimizer not written by this process is ignored")
+                _logger.info("a stored CMA-ES optimizer not written by this process is not read")
                 return None
             return pickle.loads(bytes.fromhex(stored))
         return None
 
-    def _restore_optimizer_of(self, history: _History) -> tuple[Any, Any]:
-        """(where it comes from, a copy of the optimizer the latest complete trial stored),
-        or (its study, None) if none has stored one yet."""
-        if history.source is None:
-            return (id(history), None), None
-        origin = (id(history), history.source.number)
+    def _stored(self, trial: FrozenTrial) -> str | None:
+        """The optimizer ``trial`` stores, as the hex string of its pickle (never unpickled
+        here), or None."""
+        prefix = self._attr_key_optimizer
+        parts = {k: v for k, v in trial.system_attrs.items() if k.startswith(prefix)}
+        return self._concat_optimizer_attrs(parts) if parts else None
+
+    def _restore_optimizer_of(
+        self,
+        history: _History,
+        study: Study,
+        search_space: dict[str, BaseDistribution],
+        trans: SearchSpaceTransform,
+    ) -> tuple[Any, Any]:
+        """(where it comes from, a copy of the optimizer the latest complete trial stored, or
+        of that optimizer rebuilt from the trials if this process did not store it), or (its
+        study, None) if none has stored one yet, or it cannot be rebuilt. An archive keeps no
+        optimizer: its trials' generations are rebuilt as well."""
+        if history.source is not None:
+            origin: tuple[Any, ...] = (id(history), history.source.number)
+        else:
+            target = self._last_generation(history)
+            if target < 1:
+                return (id(history), None), None
+            origin = (id(history), None, target)
         if self._restored is None or self._restored[0] != origin:
-            self._restored = (origin, self._restore_optimizer([history.source]))
-        if self._restored[1] is None:  # stored by someone else: not trusted
+            optimizer = None
+            if history.source is not None:
+                optimizer = self._restore_optimizer([history.source])
+            if optimizer is None:
+                optimizer = self._rebuilt(history, study, search_space, trans)
+            self._restored = (origin, optimizer)
+        if self._restored[1] is None:
             return (id(history), None), None
         return origin, fresh_copy(self._restored[1], self.copies_rng)
+
+    def _last_generation(self, history: _History) -> int:
+        """The latest generation of the complete trials, 0 if none has one."""
+        generations = [g for g in history.by_generation if type(g) is int]
+        return max(generations, default=0)
+
+    def current_optimizer(self, study: Study) -> Any:
+        """The CMA-ES optimizer this sampler's next suggestion in ``study`` starts from, before
+        it tells any full generation: a copy of the stored one, or of the one rebuilt from the
+        trials; None if CMA-ES would start afresh (or the trials are still too few).
+
+        >>> sampler = HistoryCmaEsSampler(seed=0, popsize=4)
+        >>> study = optuna.create_study(sampler=sampler)
+        >>> study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=9)
+        >>> sampler.current_optimizer(study).generation  # trials 1-4 told, 5-8 drawn from it
+        1
+        """
+        history = self._history(study)
+        if not history.complete:
+            return None
+        space = self.infer_relative_search_space(study, history.complete[-1])
+        if not space:
+            return None
+        trans = SearchSpaceTransform(
+            space, transform_step=not self._with_margin, transform_0_1=True
+        )
+        _, optimizer = self._restore_optimizer_of(history, study, space, trans)
+        return optimizer
+
+    def _rebuilt(
+        self,
+        history: _History,
+        study: Study,
+        search_space: dict[str, BaseDistribution],
+        trans: SearchSpaceTransform,
+    ) -> Any:
+        """The optimizer of the latest stored generation rebuilt from the trials (see the
+        module's docstring), kept for the process; None if it cannot be."""
+        source = history.source
+        target = (
+            self._last_generation(history)
+            if source is None
+            else source.system_attrs.get(self._attr_key_generation)
+        )
+        if self._source_trials is not None:
+            _logger.info(
+                "CMA-ES starts afresh: a stored optimizer this process did not write is not "
+                "read, and a warm-started one cannot be rebuilt from the trials"
+            )
+            return None
+        start = self._first_optimizer(trans, study.direction)
+        plan = self._plan(history, target, start.population_size, search_space)
+        if isinstance(plan, str):
+            _logger.warning(f"CMA-ES starts afresh: its state cannot be rebuilt: {plan}")
+            return None
+        stored = None if source is None else self._stored(source)
+        key = (
+            study.study_name,
+            None if stored is None else hashlib.sha256(stored.encode()).hexdigest(),
+            tuple(t.number for chosen in plan for t in chosen),
+            self._settings(),
+            tuple(search_space.items()),
+            study.direction,
+        )
+        rebuilt = _REBUILT.get(key)
+        if rebuilt is None:
+            try:
+                rebuilt = self._replay(start, plan, trans, study.direction)
+            except _REPLAY_ERRORS as e:
+                _logger.warning(f"CMA-ES starts afresh: its trials do not replay: {e!r}")
+                return None
+            with _REBUILT_LOCK:  # each study's controller suggests from its own thread
+                while len(_REBUILT) >= _REBUILT_KEPT:
+                    del _REBUILT[next(iter(_REBUILT))]
+                _REBUILT[key] = rebuilt
+            crowded = sum(
+                len(history.by_generation[g]) > start.population_size for g in range(len(plan))
+            )
+            _logger.info(
+                f"CMA-ES's state rebuilt from {len(plan)} generations of trials"
+                + (f" ({crowded} held more than their population)" if crowded else "")
+            )
+        return rebuilt
+
+    def _settings(self) -> tuple[Any, ...]:
+        """What the first optimizer and its updates depend on besides the search space."""
+        return (
+            type(self).__qualname__,
+            self._attr_prefix,
+            self._popsize,
+            self._lr_adapt,
+            repr(self._x0),
+            self._sigma0,
+            self._consider_pruned_trials,
+        )
+
+    def _first_optimizer(self, trans: SearchSpaceTransform, direction: StudyDirection) -> Any:
+        """The first optimizer, as Optuna makes it, the sampler's random state left as it was
+        (Optuna draws nothing to restore a stored optimizer)."""
+        state = self._cma_rng.rng.get_state()
+        try:
+            return self._init_optimizer(trans, direction)
+        finally:
+            self._cma_rng.rng.set_state(state)
+
+    def _plan(
+        self,
+        history: _History,
+        target: Any,
+        popsize: int,
+        search_space: dict[str, BaseDistribution],
+    ) -> list[list[FrozenTrial]] | str:
+        """The trials told to each generation before ``target``, as Optuna picks them, or why
+        they cannot be."""
+        if type(target) is not int or target < 1:
+            return f"the stored optimizer's generation is {target!r}"
+        plan = []
+        for generation in range(target):
+            trials = [t for _, t in history.by_generation.get(generation, [])]
+            if len(trials) < popsize:
+                return (
+                    f"generation {generation} has {len(trials)} complete trials, fewer than "
+                    f"its population of {popsize}"
+                )
+            for t in trials[:popsize]:
+                stored = t.system_attrs.get(self._attr_prefix + "popsize", popsize)  # Optuna 4
+                if stored != popsize:
+                    return f"trial {t.number} was drawn by a population of {stored}, not {popsize}"
+                if any(t.distributions.get(n) != d for n, d in search_space.items()):
+                    return f"trial {t.number} has another search space"
+            plan.append(trials[:popsize])
+        return plan
+
+    def _replay(
+        self,
+        optimizer: Any,
+        plan: list[list[FrozenTrial]],
+        trans: SearchSpaceTransform,
+        direction: StudyDirection,
+    ) -> Any:
+        """``optimizer`` told the trials of ``plan``, generation by generation, each told
+        optimizer as its pickle restores it (as Optuna's is before its next update)."""
+        sign = 1.0 if direction == StudyDirection.MINIMIZE else -1.0
+        margin = _with_margin(optimizer)
+        for chosen in plan:
+            solutions = []
+            for t in chosen:
+                if margin:
+                    x = np.array(t.system_attrs["x_for_tell"], dtype=float)
+                    if x.shape != (optimizer.dim,):
+                        raise ValueError(f"trial {t.number}'s x_for_tell has shape {x.shape}")
+                else:
+                    x = trans.transform(t.params)
+                solutions.append((x, sign * float(t.value)))  # type: ignore[arg-type]
+            optimizer.tell(solutions)
+            _as_stored(optimizer)
+        return optimizer
 
     def _tell(
         self,
@@ -231,6 +431,15 @@ def _with_margin(optimizer: Any) -> bool:
     import cmaes  # loaded by then: the optimizer is one of its classes
 
     return isinstance(optimizer, cmaes.CMAwM)
+
+
+def _as_stored(optimizer: Any) -> None:
+    """Make ``optimizer`` what its pickle restores: ``CMA`` (also ``CMAwM``'s inner one)
+    pickles the upper triangle of its covariance matrix, symmetric only up to rounding."""
+    cma = optimizer.__dict__.get("_cma", optimizer)
+    c = cma.__dict__.get("_C")
+    if isinstance(c, np.ndarray) and c.ndim == 2:
+        cma._C = np.triu(c) + np.triu(c, 1).T
 
 
 def fresh_copy(optimizer: Any, rng: np.random.RandomState) -> Any:

@@ -33,7 +33,7 @@ from optuna.distributions import (
 )
 
 from hpo_nb import _optuna
-from hpo_nb._errors import HpoError
+from hpo_nb._errors import HpoError, one_line
 
 __all__ = ["Param", "SearchSpace", "check_configs"]
 
@@ -44,6 +44,7 @@ _KEYS = {
     "categorical": ("type", "choices", "when"),
 }
 _GRID_ALL = 50  # a numeric range with at most this many values is gridded in full
+_DIGITS = 1e15  # a float step is at least 1/_DIGITS of its bounds (a float keeps ~15 digits)
 _EXAMPLE = "{'x': {'type': 'float', 'low': 0, 'high': 1}}"
 
 
@@ -200,6 +201,15 @@ class SearchSpace:
             where = f"line {mark.line + 1}" if mark is not None else "the text"
             problem = " ".join(str(getattr(e, "problem", None) or e).split())
             raise HpoError(f"search space: YAML syntax error on {where}: {problem}") from None
+        except (ValueError, LookupError, AttributeError, TypeError, OverflowError) as e:
+            # PyYAML's constructors on a value that is not what its tag says: !!float "",
+            # !!timestamp x, a date such as 2001-02-30
+            raise HpoError(
+                f"search space: a YAML value cannot be read ({one_line(e)}): check its tag "
+                "(!!...) and its format"
+            ) from None
+        except RecursionError:
+            raise HpoError("search space: the YAML is nested too deeply to be a space") from None
         return cls.from_dict({} if data is None else data)
 
     @classmethod
@@ -294,7 +304,7 @@ def _param(name: Any, spec: Any, names: list[Any], earlier: Mapping[str, Param])
         param = _numeric(name, kind, spec, when)
     try:
         param.distribution()  # Optuna's own checks, as a backstop
-    except ValueError as e:
+    except (ValueError, ArithmeticError) as e:  # ArithmeticError: decimal's, on a step
         raise _fail(name, " ".join(str(e).split())) from None
     return param
 
@@ -315,9 +325,22 @@ def _choices(name: str, choices: Any) -> tuple[Any, ...]:
     return tuple(choices)
 
 
+def _finite(value: Any) -> bool:
+    """A finite int or float (an int too large for a float is not one: Optuna computes in
+    floats)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _number(name: str, key: str, value: Any, whole: bool) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _fail(name, f"{key} {value!r} is not a number; give a finite number")
+    if not _finite(value):
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else f"{shown[:30]}... ({len(shown)} characters)"
+        raise _fail(name, f"{key} {shown} is not a number; give a finite number")
     if whole and isinstance(value, float):
         if not value.is_integer():
             raise _fail(name, f"int {key} {value!r} is not a whole number; round it or use 'float'")
@@ -334,6 +357,8 @@ def _numeric(name: str, kind: str, spec: Mapping[str, Any], when: Mapping[str, A
     high = _number(name, "high", spec["high"], whole)
     if low > high:
         raise _fail(name, f"low {low!r} is greater than high {high!r}; swap them")
+    if not math.isfinite(float(high) - float(low)):
+        raise _fail(name, f"[{low!r}, {high!r}] is wider than a float can hold; narrow it")
     log = spec.get("log", False)
     if not isinstance(log, bool):
         raise _fail(name, f"log {log!r} is not true or false; write log: true or drop it")
@@ -354,6 +379,13 @@ def _numeric(name: str, kind: str, spec: Mapping[str, Any], when: Mapping[str, A
             raise _fail(name, f"step {step} does not divide [{low}, {high}]; use high {fit}")
         return Param(name, kind, int(low), int(high), log, int(step), when=when)
     if step is not None:
+        least = max(abs(low), abs(high)) / _DIGITS
+        if step < least:  # low + k * step would not be distinct floats, or too many of them
+            raise _fail(
+                name,
+                f"step {step!r} is too small for [{low!r}, {high!r}] (a float keeps 15 "
+                f"digits); use a step of at least {least:.3g}",
+            )
         if not _on_grid(low, high, step):
             fit = _nth(low, math.floor((high - low) / step), step)
             raise _fail(
@@ -361,7 +393,20 @@ def _numeric(name: str, kind: str, spec: Mapping[str, Any], when: Mapping[str, A
             )
         high = _nth(low, round((high - low) / step), step)  # snap away rounding noise
         step = float(step)
+        if not _exact(float(low), high, step):  # Optuna would warn and move high
+            raise _fail(
+                name,
+                f"low {low!r} and step {step!r} do not reach {high!r} exactly in floats; "
+                "round low or step to fewer digits",
+            )
     return Param(name, kind, float(low), float(high), log, step, when=when)
+
+
+def _exact(low: float, high: float, step: float) -> bool:
+    """Whether ``high`` is on the grid by Optuna's own check (in decimal, from the floats as
+    printed), which warns and moves ``high`` otherwise."""
+    span = decimal.Decimal(str(high)) - decimal.Decimal(str(low))
+    return span % decimal.Decimal(str(step)) == 0
 
 
 def _when(
@@ -430,6 +475,28 @@ def check_configs(
                     f"--enqueue gives {name}={value!r}, outside its space "
                     f"({_describe(distributions[-1])})"
                 )
+
+
+def check_narrow(
+    narrow: Mapping[str, BaseDistribution], declared: Mapping[str, BaseDistribution]
+) -> None:
+    """A one-line error for a narrowed range that leaves the objective's ``declared`` one
+    (a parameter not declared, asked for with computed arguments, is not checked)."""
+    for name, edited in narrow.items():
+        base = declared.get(name)
+        if base is None:
+            continue
+        if type(edited) is not type(base):
+            fits = False
+        elif isinstance(base, CategoricalDistribution):
+            fits = set(map(repr, edited.choices)) <= set(map(repr, base.choices))  # type: ignore[attr-defined]
+        else:
+            fits = base.low <= edited.low and edited.high <= base.high  # type: ignore[attr-defined]
+        if not fits:
+            raise HpoError(
+                f"--narrow gives {name} {_describe(edited)}, outside the objective's "
+                f"{_describe(base)}: narrow within it"
+            )
 
 
 def _fits(distribution: BaseDistribution, value: Any) -> bool:
